@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# ASR pathways: the generic recipe (what asr.sh is to ESPnet's ASR recipes).
+#
+# Run from a recipe directory that has conf/, local/data.sh and a path.sh; a recipe's
+# run.sh calls this script with its own data sets and language list.  Each stage reads
+# the previous stage's output from disk, so any stage can be rerun alone:
+#   ./run.sh --stage 11 --stop_stage 13
+set -euo pipefail
+
+log() {
+  local fname=${BASH_SOURCE[1]##*/}
+  echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+SECONDS=0
+help_message="Usage: $0 --languages \"en fr\" --train_set train --valid_set dev --test_sets test [options]
+Options (defaults in brackets; see docs/recipe.md):
+  --stage/--stop_stage N      stages to run [1/13]
+  --nj N                      parallel decoding jobs [2]
+  --ngpu N                    GPUs for training, 0 = CPU [0]
+  --languages \"l1 l2 ...\"     language codes, order = language ids
+  --local_data_opts \"...\"     options for local/data.sh
+  --token_mode shared|merged  one sentencepiece model, or merged per-language pieces [shared]
+  --nbpe N                    pieces (per language if merged) [256]
+  --dense_config FILE         dense training config
+  --decode_config FILE        decoding config
+  --systems \"name ...\"        systems decoded, scored and tabulated [dense]
+"
+
+# General
+stage=1
+stop_stage=13
+nj=2
+ngpu=0
+num_nodes=1
+python=python3
+cmd_backend=local            # see cmd.sh
+expdir=exp
+dumpdir=dump
+skip_data_prep=false
+# Data
+languages=""
+train_set=train
+valid_set=dev
+test_sets=test
+local_data_opts=""
+fs=16000
+# Tokens
+token_mode=shared
+nbpe=256
+bpe_model_type=unigram
+# Training
+dense_config=conf/train_dense.yaml
+dense_tag=dense
+train_args=""
+inference_model=valid.loss.ave.pth
+# Decoding
+decode_config=conf/decode.yaml
+decode_tag=decode_streaming
+systems=""
+results=RESULTS.md
+
+. "$(dirname "$0")/utils/parse_options.sh"
+[ $# -gt 0 ] && { echo "$0: unexpected arguments: $*" >&2; exit 1; }
+[ -z "$languages" ] && { echo "$0: --languages is required" >&2; exit 1; }
+[ -f path.sh ] && . ./path.sh
+[ -f cmd.sh ] && . ./cmd.sh
+utils=$(cd "$(dirname "$0")" && pwd)/utils
+: "${decode_cmd:=${utils}/run_local.sh}"
+systems=${systems:-$dense_tag}
+
+data_feats=${dumpdir}/raw
+if [ "$token_mode" = shared ]; then
+  token_dir=data/token_list/bpe_shared${nbpe}; token_type=bpe; text_file=text
+  token_args="--token_type bpe --bpemodel ${token_dir}/bpe.model"
+else
+  token_dir=data/token_list/bpe_merged${nbpe}; token_type=word; text_file=text.pieces
+  token_args="--token_type word"
+fi
+token_list=${token_dir}/tokens.txt
+stats_dir=${expdir}/asr_stats_${token_mode}${nbpe}
+times=${expdir}/stage_times.tsv
+mkdir -p "$expdir"
+
+# Run one stage if it is in [stage, stop_stage]; record how long it took.
+run_stage() {
+  local n=$1 name=$2; shift 2
+  if [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ]; then
+    log "Stage ${n}: ${name}"
+    local t0=$SECONDS
+    "$@"
+    local dt=$((SECONDS - t0))
+    printf '%s\t%s\t%s\t%s\n' "$(date '+%F %T')" "$n" "$name" "$dt" >>"$times"
+    log "Stage ${n} done in ${dt} s"
+  fi
+}
+
+data_args() {  # --{train,valid}_data_path_and_name_and_type for ESPnet's loader
+  local which=$1 dir=$2
+  echo "--${which}_data_path_and_name_and_type ${dir}/wav.scp,speech,sound" \
+       "--${which}_data_path_and_name_and_type ${dir}/${text_file},text,text" \
+       "--${which}_data_path_and_name_and_type ${dir}/utt2lang_id,lang,text_int"
+}
+
+common_train_args() {
+  echo "--use_preprocessor true ${token_args} --token_list ${token_list}" \
+       "--token_mode ${token_mode} --languages ${languages}" \
+       "--non_linguistic_symbols none --cleaner none --g2p none --ngpu ${ngpu}"
+}
+
+# ------------------------------------------------------------------------------------
+stage_data() {
+  if "$skip_data_prep"; then log "skip_data_prep=true: using data/ as it is"; return; fi
+  local/data.sh ${local_data_opts}
+}
+
+stage_format() {
+  log "Checking and formatting data dirs into ${data_feats} (bad utterances: see bad_utts)"
+  ${python} -m espnet_pathways.bin.format_data --languages ${languages} --fs "$fs" \
+    --src "data/${train_set}" --dst "${data_feats}/${train_set}"
+  ${python} -m espnet_pathways.bin.format_data --languages ${languages} --fs "$fs" \
+    --src "data/${valid_set}" --dst "${data_feats}/${valid_set}"
+  for t in ${test_sets}; do
+    ${python} -m espnet_pathways.bin.format_data --languages ${languages} --fs "$fs" \
+      --src "data/${t}" --dst "${data_feats}/${t}" --split_languages true
+  done
+}
+
+stage_tokens() {
+  log "Output vocabulary (${token_mode}, ${nbpe}) -> ${token_dir}"
+  ${python} -m espnet_pathways.bin.make_tokens --mode "$token_mode" --vocab_size "$nbpe" \
+    --model_type "$bpe_model_type" --text "${data_feats}/${train_set}/text" \
+    --utt2lang "${data_feats}/${train_set}/utt2lang" --out_dir "$token_dir" \
+    --segment "${data_feats}/${train_set}" "${data_feats}/${valid_set}"
+}
+
+stage_stats() {
+  log "Collecting feature statistics and shapes -> ${stats_dir}"
+  ${python} -m espnet_pathways.bin.asr_pathways_train --collect_stats true \
+    $(common_train_args) --config "$dense_config" \
+    $(data_args train "${data_feats}/${train_set}") \
+    $(data_args valid "${data_feats}/${valid_set}") \
+    --train_shape_file "${data_feats}/${train_set}/utt2num_samples" \
+    --valid_shape_file "${data_feats}/${valid_set}/utt2num_samples" \
+    --output_dir "$stats_dir" >"${expdir}/collect_stats.log" 2>&1 \
+    || { tail -n 20 "${expdir}/collect_stats.log"; exit 1; }
+  local n; n=$(wc -l <"$token_list")
+  for s in train valid; do
+    awk -v N="$n" '{ print $0 "," N }' "${stats_dir}/${s}/text_shape" \
+      >"${stats_dir}/${s}/text_shape.${token_type}"
+  done
+}
+
+# train_system TAG CONFIG [extra ESPnet args...]: skipped when already done with the
+# same config and arguments (a rerun trains only what changed); resumes otherwise.
+train_system() {
+  local tag=$1 config=$2; shift 2
+  local dir=${expdir}/asr_${tag}
+  local sig; sig=$(cat "$config" <(echo "$* ${train_args} $(common_train_args)") | md5sum | cut -c1-32)
+  if [ -f "${dir}/.done" ] && [ "$(cat "${dir}/.done")" = "$sig" ]; then
+    log "${tag}: already trained with this config (${dir}); skipping"; return
+  fi
+  mkdir -p "$dir"
+  log "${tag}: training with ${config} -> ${dir} (log: ${dir}/train.log)"
+  local launcher=()
+  if [ "$num_nodes" -gt 1 ]; then
+    launcher=(${python} -m espnet2.bin.launch --cmd "${cuda_cmd:-$decode_cmd} --gpu ${ngpu}"
+              --log "${dir}/train.log" --ngpu "$ngpu" --num_nodes "$num_nodes"
+              --init_file_prefix "${dir}/.dist_init_" --multiprocessing_distributed true --)
+  fi
+  # shellcheck disable=SC2046
+  if ! "${launcher[@]}" ${python} -m espnet_pathways.bin.asr_pathways_train \
+      --config "$config" $(common_train_args) \
+      $(data_args train "${data_feats}/${train_set}") \
+      $(data_args valid "${data_feats}/${valid_set}") \
+      --train_shape_file "${stats_dir}/train/speech_shape" \
+      --train_shape_file "${stats_dir}/train/text_shape.${token_type}" \
+      --valid_shape_file "${stats_dir}/valid/speech_shape" \
+      --valid_shape_file "${stats_dir}/valid/text_shape.${token_type}" \
+      --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
+      --resume true --output_dir "$dir" ${train_args} "$@" >"${dir}/train.log" 2>&1; then
+    tail -n 30 "${dir}/train.log" >&2
+    log "${tag}: training failed; see ${dir}/train.log (rerun resumes from the last epoch)"
+    exit 1
+  fi
+  grep -E "[0-9]+epoch results:" "${dir}/train.log" | tail -n 2 || true
+  echo "$sig" >"${dir}/.done"
+}
+
+stage_train_dense() {
+  train_system "$dense_tag" "$dense_config"
+}
+
+# decode_system TAG: streaming decoding of the test sets, every utterance in its own
+# language; one process per job decodes all languages (a process start costs ~15 s).
+decode_system() {
+  local tag=$1 dir=${expdir}/asr_$1
+  local model=${dir}/${inference_model}
+  [ -e "$model" ] || model=${dir}/latest.pth
+  [ -e "$model" ] || { echo "$0: no model for system ${tag} in ${dir}" >&2; exit 1; }
+  for t in ${test_sets}; do
+    local data=${data_feats}/${t} out=${dir}/${decode_tag}/${t}
+    if [ -f "${out}/text" ] && [ "${out}/text" -nt "$model" ] && [ "${out}/text" -nt "$decode_config" ]; then
+      log "${tag}/${t}: decoded already; skipping"; continue
+    fi
+    rm -rf "${out}/logdir"; mkdir -p "${out}/logdir"
+    local n; n=$(wc -l <"${data}/wav.scp"); local jobs=$((n < nj ? n : nj))
+    awk -v n="$jobs" -v d="${out}/logdir" '{ print $1 > (d "/keys." ((NR - 1) % n + 1)) }' "${data}/wav.scp"
+    log "${tag}: decoding ${data} (${n} utts, ${jobs} jobs, model ${model##*/}) -> ${out}"
+    ${decode_cmd} JOB=1:"${jobs}" "${out}/logdir/decode.JOB.log" \
+      ${python} -m espnet_pathways.bin.asr_pathways_inference --config "$decode_config" \
+        --asr_train_config "${dir}/config.yaml" --asr_model_file "$model" \
+        --data_path_and_name_and_type "${data}/wav.scp,speech,sound" \
+        --key_file "${out}/logdir/keys.JOB" --utt2lang "${data}/utt2lang" \
+        --output_dir "${out}/logdir/output.JOB"
+    for lang in ${languages}; do  # per-language copies: test_en/text, ...
+      [ -d "${data}_${lang}" ] || continue
+      mkdir -p "${out}_${lang}"
+      cat "${out}"/logdir/output.*/1best_recog/text \
+        | awk 'NR == FNR { keep[$1] = 1; next } ($1 in keep)' "${data}_${lang}/utt2lang" - \
+        | sort >"${out}_${lang}/text"
+    done
+    cat "${out}"/logdir/output.*/rtf >"${out}/rtf"
+    for f in text token token_int score; do
+      cat "${out}"/logdir/output.*/1best_recog/${f} | sort >"${out}/${f}.tmp"
+      mv "${out}/${f}.tmp" "${out}/${f}"
+    done
+  done
+}
+
+stage_decode() {
+  for s in ${systems}; do decode_system "$s"; done
+}
+
+stage_score() {
+  for s in ${systems}; do
+    for t in ${test_sets}; do
+      for lang in ${languages}; do
+        local data=${data_feats}/${t}_${lang} out=${expdir}/asr_${s}/${decode_tag}/${t}_${lang}
+        [ -f "${out}/text" ] || { log "no hypotheses in ${out}; skipping"; continue; }
+        for unit in word char; do
+          local sd=${out}/score_$([ "$unit" = word ] && echo wer || echo cer)
+          ${python} -m espnet_pathways.bin.score --ref "${data}/text" --hyp "${out}/text" \
+            --out_dir "$sd" --unit "$unit" 2>&1 | grep -E "WER|CER|WARN|ERROR" | sed "s|^|${s}/${t}_${lang}: |"
+        done
+      done
+    done
+  done
+}
+
+stage_results() {
+  local args=()
+  for s in ${systems}; do args+=(--system "${s}=${expdir}/asr_${s}"); done
+  for c in ${result_configs:-${dense_tag}=${dense_config}}; do args+=(--config "$c"); done
+  [ -f data/local/corpus_summary.tsv ] && args+=(--data_summary data/local/corpus_summary.tsv)
+  [ -f "${expdir}/masks/overlap.json" ] && args+=(--overlap_json "${expdir}/masks/overlap.json")
+  ${python} -m espnet_pathways.bin.make_results --out "$results" "${args[@]}" \
+    --decode_dir "$decode_tag" --langs "$(echo ${languages} | tr ' ' ',')" \
+    --reference_system "$dense_tag" --stage_times "$times"
+  log "Wrote ${results}"
+  sed -n '/^## Results/,/^## /p' "$results" | head -n 30
+}
+
+run_stage 1 "data preparation (local/data.sh)" stage_data
+run_stage 2 "check and format data dirs" stage_format
+run_stage 3 "output vocabulary" stage_tokens
+run_stage 4 "feature statistics and shapes" stage_stats
+run_stage 5 "train the dense multilingual transducer" stage_train_dense
+run_stage 11 "streaming decoding" stage_decode
+run_stage 12 "scoring (WER, CER)" stage_score
+run_stage 13 "RESULTS.md" stage_results
+log "Finished in ${SECONDS} s"

@@ -1,0 +1,165 @@
+"""PathwaySpeech2Text: ESPnet's transducer ``Speech2Text`` with the language chosen per call.
+
+Decoding language ``l`` with a pathway model uses the weights ``W * m_l``.  The model is
+built and streamed exactly as ESPnet does it (``espnet2.bin.asr_transducer_inference.
+Speech2Text``: ``__call__`` for a whole utterance, ``streaming_decode(chunk, is_final)``
+chunk by chunk through ``encoder.chunk_forward``); this class only
+
+* keeps the dense (union) weights of the masked parameters aside and writes
+  ``W * m_l`` into the model when the language changes (``set_language``);
+* checks the language: an unknown code is an error listing the known ones;
+* detokenises merged per-language word pieces (``token_mode: merged``).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from espnet2.bin.asr_transducer_inference import Speech2Text
+
+from espnet_pathways.languages import UnknownLanguageError
+from espnet_pathways.tokens import pieces_to_text
+
+
+class PathwaySpeech2Text(Speech2Text):
+    """Speech2Text for (pathway) transducers trained with ``asr_pathways_train``.
+
+    Args:
+        pathway_masks: mask file; default: the ``pathway_masks`` of the training config
+            (none for a dense model).
+        lang: the language decoded until ``set_language`` (or a call's ``lang=``) says
+            otherwise.
+        **kwargs: as :class:`espnet2.bin.asr_transducer_inference.Speech2Text`.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        pathway_masks: Union[str, Path, None] = None,
+        lang: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        args_ = self.asr_train_args
+        self.languages: List[str] = list(getattr(args_, "languages", None) or [])
+        self.token_mode: str = getattr(args_, "token_mode", "shared") or "shared"
+        mask_file = pathway_masks or getattr(args_, "pathway_masks", None)
+        self.masks = None
+        self._dense: Dict[str, torch.Tensor] = {}
+        if mask_file:
+            from espnet_pathways.masks import PathwayMasks
+
+            masks = PathwayMasks.load(mask_file)
+            masks.check_compatible(self.asr_model)
+            self.masks = masks.to(self.device)
+            params = dict(self.asr_model.named_parameters())
+            self._dense = {n: params[n].detach().clone() for n in masks.param_names}
+            if not self.languages:
+                self.languages = masks.languages
+        self.lang: Optional[str] = None
+        self._in_stream = False
+        if lang is not None:
+            self.set_language(lang)
+
+    # --------------------------------------------------------------- language
+    @property
+    def known_languages(self) -> List[str]:
+        """Languages this model can decode (those with a pathway, if it has masks)."""
+        return self.masks.languages if self.masks is not None else self.languages
+
+    def set_language(self, lang: str) -> None:
+        """Decode ``lang`` from now on: write ``W * m_lang`` into the model."""
+        if lang == self.lang:
+            return
+        known = self.known_languages
+        if known and lang not in known:
+            raise UnknownLanguageError(
+                f"unknown language {lang!r}; this model knows: {' '.join(known)}"
+            )
+        if self._in_stream:
+            raise RuntimeError(
+                f"cannot switch language to {lang!r} in the middle of a stream "
+                f"(current: {self.lang!r}); finish it with is_final=True first"
+            )
+        if self.masks is not None:
+            mask = self.masks.for_language(lang)
+            params = dict(self.asr_model.named_parameters())
+            with torch.no_grad():
+                for name, dense in self._dense.items():
+                    params[name].copy_(dense * mask[name].to(dense.dtype))
+        self.lang = lang
+
+    def _select(self, lang: Optional[str]) -> None:
+        if lang is not None:
+            self.set_language(lang)
+        elif self.masks is not None and self.lang is None:
+            raise ValueError(
+                f"this is a pathway model: give lang= (one of {' '.join(self.known_languages)})"
+            )
+
+    # --------------------------------------------------------------- decoding
+    @torch.no_grad()
+    def __call__(self, speech: Union[torch.Tensor, np.ndarray], lang: Optional[str] = None):
+        """Decode a whole utterance (offline) in language ``lang``."""
+        self._select(lang)
+        return super().__call__(speech)
+
+    @torch.no_grad()
+    def streaming_decode(
+        self,
+        speech: Union[torch.Tensor, np.ndarray],
+        is_final: bool = False,
+        lang: Optional[str] = None,
+    ):
+        """Decode one chunk; the language is fixed for the whole stream."""
+        self._select(lang)
+        self._in_stream = not is_final
+        return super().streaming_decode(speech, is_final=is_final)
+
+    def decode_streaming_utterance(
+        self, speech: Union[torch.Tensor, np.ndarray], lang: Optional[str] = None
+    ):
+        """Feed a whole utterance chunk by chunk (the real streaming path)."""
+        if isinstance(speech, np.ndarray):
+            speech = torch.tensor(speech)
+        step = self.audio_processor.decoding_samples
+        n_full = len(speech) // step
+        hyps = None
+        for i in range(n_full + 1):
+            final = i == n_full
+            chunk = speech[i * step:] if final else speech[i * step:(i + 1) * step]
+            hyps = self.streaming_decode(chunk, is_final=final, lang=lang)
+        return hyps
+
+    def hypotheses_to_results(self, nbest_hyps) -> List[Any]:
+        results = super().hypotheses_to_results(nbest_hyps)
+        if self.token_mode != "merged":
+            return results
+        return [(pieces_to_text(token), token, token_int, hyp)
+                for _, token, token_int, hyp in results]
+
+    def text(self, nbest_hyps) -> str:
+        """The best hypothesis as text."""
+        results = self.hypotheses_to_results(nbest_hyps)
+        return (results[0][0] or "").strip() if results else ""
+
+    @staticmethod
+    def from_pretrained(model_tag: Optional[str] = None, **kwargs: Any) -> "PathwaySpeech2Text":
+        """Build from a model-zoo tag or a packed zip (unpacked by espnet_model_zoo)."""
+        if model_tag is not None:
+            from espnet_model_zoo.downloader import ModelDownloader
+
+            kwargs.update(**ModelDownloader().download_and_unpack(model_tag))
+        return PathwaySpeech2Text(**kwargs)
+
+
+def log_decoder(s2t: PathwaySpeech2Text) -> None:
+    logging.info(
+        "Decoder: languages=%s, pathways=%s, streaming=%s, token_mode=%s",
+        s2t.languages, "none (dense)" if s2t.masks is None else s2t.masks.languages,
+        s2t.streaming, s2t.token_mode,
+    )

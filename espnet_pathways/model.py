@@ -1,0 +1,184 @@
+"""The pathway transducer: ESPnet's RNN-T whose weights are masked per language.
+
+``PathwayTransducerModel`` is ESPnet's ``ESPnetASRTransducerModel`` with three changes:
+
+1. The RNN-T loss is ``torchaudio.functional.rnnt_loss`` (ESPnet's default imports
+   ``warprnnt_pytorch``, which is not on PyPI).  It is computed here, where a reader can
+   see it.
+2. Every batch carries each utterance's language id (``lang``, from ``utt2lang_id``).
+   The dense model only checks it; it is what selects a pathway.
+3. With pathway masks set (``set_pathway_masks``), the batch is split by language and
+   each sub-batch runs through ``W * m_l`` (``torch.func.functional_call`` over
+   ``masked_parameters``).  The losses are combined with weights ``n_l / N``, so a weight
+   receives the sum of the gradients of the languages whose mask keeps it -- the same
+   gradient whether the batch was mixed or language-homogeneous -- and exactly zero
+   gradient outside the union of the masks present.
+
+Masks are applied in one place: :func:`espnet_pathways.masks.masked_parameters`.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+import torch
+from torch.func import functional_call
+
+from espnet2.asr_transducer.espnet_transducer_model import ESPnetASRTransducerModel
+
+from espnet_pathways.languages import check_languages
+
+
+class PathwayTransducerModel(ESPnetASRTransducerModel):
+    """ESPnet transducer with torchaudio's RNN-T loss and per-language pathways.
+
+    Args:
+        languages: the recipe's language list; ``lang`` ids index into it.
+        *args, **kwargs: as :class:`ESPnetASRTransducerModel`.
+    """
+
+    def __init__(self, *args, languages: Sequence[str] = (), **kwargs) -> None:
+        if kwargs.get("fastemit_lambda", 0.0) > 0.0:
+            raise ValueError(
+                "fastemit_lambda > 0 is not supported: the loss is "
+                "torchaudio.functional.rnnt_loss, which has no FastEmit term"
+            )
+        if kwargs.get("use_k2_pruned_loss", False):
+            raise ValueError("use_k2_pruned_loss is not supported (k2 is not installed)")
+        super().__init__(*args, **kwargs)
+        self.languages: List[str] = check_languages(languages) if languages else []
+        # Set by set_pathway_masks(); None means the dense model.
+        self.pathway_masks = None
+        # Languages of the training batches since the last optimizer step: the
+        # trainer's masked update reads (and clears) it to know which pathways
+        # contributed to the step.
+        self.step_languages: Set[str] = set()
+
+    # ------------------------------------------------------------------ masks
+    def set_pathway_masks(self, masks) -> None:
+        """Use ``masks`` (a :class:`~espnet_pathways.masks.PathwayMasks`) from now on.
+
+        Every configured language must have a mask and the masks must match this
+        model's prunable parameters; both are checked here, not at the first batch.
+        """
+        if masks is None:
+            self.pathway_masks = None
+            return
+        masks.check_compatible(self)
+        missing = [lang for lang in self.languages if lang not in masks.languages]
+        if missing:
+            raise ValueError(
+                f"the pathway masks have no mask for language(s) {missing}; "
+                f"masks exist for {masks.languages}"
+            )
+        device = next(self.parameters()).device
+        self.pathway_masks = masks.to(device)
+
+    def language_name(self, lang_id: int) -> str:
+        """Map an integer id to its code, with a clear error for a bad id."""
+        if not 0 <= lang_id < len(self.languages):
+            raise ValueError(
+                f"language id {lang_id} is out of range for languages {self.languages} "
+                "(is utt2lang_id made with the same --languages?)"
+            )
+        return self.languages[lang_id]
+
+    # ---------------------------------------------------------------- forward
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        lang: Optional[torch.Tensor] = None,
+        lang_lengths: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """Loss of a batch; with masks, each language's utterances use W * m_l."""
+        if kwargs.pop("_masked_sub_batch", False):
+            # Inner call from the loop below, already running with W * m_l.
+            return super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
+        if lang is None:
+            if self.pathway_masks is not None:
+                raise ValueError(
+                    "the pathway model needs each utterance's language: add "
+                    "'utt2lang_id,lang,text_int' to --*_data_path_and_name_and_type"
+                )
+            return super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
+
+        lang_ids = lang.view(lang.size(0), -1)[:, 0].long()
+        present = [int(i) for i in torch.unique(lang_ids).tolist()]
+        names = [self.language_name(i) for i in present] if self.languages else []
+        if self.training:
+            self.step_languages.update(names)
+        if self.pathway_masks is None:
+            return super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
+
+        from espnet_pathways.masks import masked_parameters
+
+        batch_size = speech.size(0)
+        loss = speech.new_zeros(())
+        stats: Dict[str, torch.Tensor] = {}
+        # Languages sharing one mask object (language-agnostic pruning) share a pass.
+        groups: Dict[int, Tuple[dict, List[int]]] = {}
+        for lang_id, name in zip(present, names):
+            mask = self.pathway_masks.for_language(name)
+            groups.setdefault(id(mask), (mask, []))[1].append(lang_id)
+        for mask, ids in groups.values():
+            selected = torch.isin(lang_ids, torch.tensor(ids, device=lang_ids.device))
+            idx = selected.nonzero(as_tuple=True)[0]
+            share = idx.numel() / batch_size
+            params = masked_parameters(self, mask)
+            sub_loss, sub_stats, _ = functional_call(
+                self,
+                params,
+                (speech[idx], speech_lengths[idx], text[idx], text_lengths[idx]),
+                {"_masked_sub_batch": True},
+            )
+            loss = loss + share * sub_loss
+            for key, value in sub_stats.items():
+                if value is not None:
+                    stats[key] = stats.get(key, 0.0) + share * value.detach()
+        weight = torch.tensor(batch_size, device=loss.device)
+        return loss, stats, weight
+
+    # ------------------------------------------------------------------- loss
+    def _calc_transducer_loss(
+        self,
+        encoder_out: torch.Tensor,
+        joint_out: torch.Tensor,
+        target: torch.Tensor,
+        t_len: torch.Tensor,
+        u_len: torch.Tensor,
+    ) -> torch.Tensor:
+        """RNN-T loss with torchaudio (mean over the batch, like ESPnet's default).
+
+        ``joint_out`` holds unnormalised logits (B, T, U+1, V); torchaudio applies the
+        log-softmax itself (``fused_log_softmax``).  Targets and lengths must be int32.
+        """
+        import torchaudio.functional as taF
+
+        with torch.autocast(device_type=joint_out.device.type, enabled=False):
+            return taF.rnnt_loss(
+                joint_out.float(),
+                target.to(torch.int32),
+                t_len.to(device=joint_out.device, dtype=torch.int32),
+                u_len.to(device=joint_out.device, dtype=torch.int32),
+                blank=0,
+                reduction="mean",
+            )
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters (for the Dense-small sizing and RESULTS.md)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def log_model_summary(model: PathwayTransducerModel) -> None:
+    """One log line a user can read from the training log."""
+    logging.info(
+        "PathwayTransducerModel: %d parameters, languages=%s, pathways=%s",
+        count_parameters(model),
+        model.languages,
+        "none (dense)" if model.pathway_masks is None else model.pathway_masks.languages,
+    )

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The default recipe: dense multilingual streaming RNN-T (and its pathways) on the
+# embedded four-language corpus (en fr it nl) built offline from Debian packages.
+#   ./run.sh                          # everything, set-up included
+#   ./run.sh --stage 11 --stop_stage 13   # redo decoding, scoring and RESULTS.md
+# Options: see egs2/TEMPLATE/asr_pathways/pathways.sh --help and docs/recipe.md.
+set -euo pipefail
+cd "$(dirname "$0")"
+egs2/TEMPLATE/asr_pathways/setup.sh .
+egs2/TEMPLATE/asr_pathways/pathways.sh \
+  --languages "en fr it nl" \
+  --train_set train --valid_set dev --test_sets test \
+  --token_mode shared --nbpe 256 \
+  --dense_config conf/train_dense.yaml \
+  --decode_config conf/decode.yaml \
+  --nj 2 \
+  "$@"

@@ -1,0 +1,190 @@
+"""Tests of the embedded corpus: pure unit tests plus one tiny real build."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from espnet_pathways.bin.build_corpus import main as cli_main
+from espnet_pathways.corpus import fillets
+from espnet_pathways.corpus.build import (
+    CorpusError, Options, build, select_lines, split_of, validate)
+from espnet_pathways.corpus.tts import speaker_pool
+from espnet_pathways.text import normalize, skip_reason, tts_text
+
+HAVE_SOURCES = fillets.FILLETS_ROOT.exists() and all(
+    shutil.which(b) for b in ("sox", "espeak-ng", "festival", "flite"))
+needs_sources = pytest.mark.skipif(not HAVE_SOURCES, reason="Debian TTS/fillets packages missing")
+FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2lang", "utt2dur")
+
+
+# ----------------------------------------------------------------- text
+@pytest.mark.parametrize("text,lang,expected", [
+    ("L’avion, c'est «super» ! Peut-être…", "fr", "l'avion c'est super peut être"),
+    ("Dell'aereo? 'Ciao'", "it", "dell'aereo ciao"),
+    ("Don't   SAY \"it\"!", "en", "don't say it"),
+    ("'s Avonds zo'n huis.", "nl", "'s avonds zo'n huis"),
+    ("'Hallo'", "nl", "hallo"),
+    ("Cafe\u0301 ÉTÉ", "fr", "café été"),  # NFC composes e + combining acute
+    ("...!?", "en", ""),
+])
+def test_normalize(text: str, lang: str, expected: str) -> None:
+    assert normalize(text, lang) == expected
+
+
+def test_normalize_rejects_unknown_lang() -> None:
+    with pytest.raises(ValueError, match="supported"):
+        normalize("x", "de")
+
+
+def test_skip_reason_and_tts_text() -> None:
+    assert skip_reason("Room 101") == "digits"
+    assert skip_reason("C:\\WINDOWS") == "symbols"
+    assert skip_reason("Fine.") is None
+    assert tts_text("«Peut-être», dit-il…") == "Peut être , dit il"
+
+
+# ----------------------------------------------------------------- parsing
+LUA = r'''
+-- comment
+for i = 0, 3 do dialogId("key"..i, "", "") end
+dialogId("let-m-divna", "font_small", "Strange.")
+dialogStr("Bizarre.")
+
+dialogId("m-uvedomit", "font_small",
+"He said \"hi\" \\ bye")
+dialogStr("Il a dit \"salut\"")
+dialogId("let-v-none", "font_big", "No translation")
+'''
+
+
+def test_parse_dialogs_english_and_translation() -> None:
+    en = {d.id: d.text for d in fillets.parse_dialogs(LUA, "lvl", "en")}
+    assert en == {"let-m-divna": "Strange.", "m-uvedomit": 'He said "hi" \\ bye',
+                  "let-v-none": "No translation"}
+    fr = fillets.parse_dialogs(LUA, "lvl", "fr")
+    assert [(d.key, d.text) for d in fr] == [
+        (("lvl", "let-m-divna"), "Bizarre."), (("lvl", "m-uvedomit"), 'Il a dit "salut"')]
+
+
+def test_character() -> None:
+    assert fillets.character("let-m-divna") == "m"
+    assert fillets.character("m-uvedomit") == "m"
+    assert fillets.character("help1") == "other"
+
+
+# ----------------------------------------------------------------- splitting
+def test_split_is_language_independent_and_seeded() -> None:
+    keys = [("lvl", f"x-m-{i}") for i in range(2000)]
+    splits = [split_of(k, 0, 0.05, 0.08) for k in keys]
+    assert 0.03 < splits.count("dev") / 2000 < 0.07
+    assert 0.06 < splits.count("test") / 2000 < 0.10
+    assert splits != [split_of(k, 1, 0.05, 0.08) for k in keys]
+
+
+def _dialogs(texts: List[str]) -> Dict[fillets.Key, fillets.Dialog]:
+    return {("l", f"a-m-{i}"): fillets.Dialog("l", f"a-m-{i}", t, t) for i, t in enumerate(texts)}
+
+
+def test_no_sentence_in_two_splits_and_low_resource() -> None:
+    from collections import Counter
+    texts = [f"sentence {chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(300)] + ["Same!"] * 60
+    opts = Options(low_resource_lang="it", low_resource_fraction=0.25)
+    lines = select_lines(_dialogs(texts), "fr", opts, Counter())
+    by_split = {s: {ln.text for ln in lines if ln.split == s} for s in ("train", "dev", "test")}
+    assert not (by_split["train"] & by_split["dev"]) and not (by_split["train"] & by_split["test"])
+    assert not (by_split["dev"] & by_split["test"])
+    it = select_lines(_dialogs(texts), "it", opts, Counter())
+    n_train = lambda ls: sum(ln.split == "train" for ln in ls)  # noqa: E731
+    assert 0.15 < n_train(it) / n_train(lines) < 0.35
+    assert {ln.key for ln in it if ln.split != "train"} == \
+        {ln.key for ln in lines if ln.split != "train"}
+
+
+def test_validate_errors() -> None:
+    with pytest.raises(CorpusError, match="supported: en,fr,it,nl"):
+        validate(Options(langs=["en", "de"]))
+    with pytest.raises(CorpusError):
+        validate(Options(dev_fraction=0.6, test_fraction=0.5))
+
+
+def test_speaker_ids_are_kaldi_safe() -> None:
+    import re
+    for lang in ("en", "fr", "it"):
+        pool = speaker_pool(lang, 0)
+        assert len({s.spk for s in pool}) == len(pool)
+        assert all(re.fullmatch(r"[A-Za-z0-9_.]+", s.spk) for s in pool)
+
+
+# ----------------------------------------------------------------- tiny build
+def _read(path: Path) -> List[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def _tiny(tmp: Path, out: str, **kw: object) -> Options:
+    opts = Options(max_lines_per_lang=2, voices_per_line=1, audio_dir=str(tmp / "audio"),
+                   out_dir=str(tmp / out), nj=2, **kw)
+    build(opts)
+    return opts
+
+
+@needs_sources
+def test_tiny_build(tmp_path: Path) -> None:
+    _tiny(tmp_path, "data")
+    data = tmp_path / "data"
+    all_utts: Dict[str, set] = {}
+    for split in ("train", "dev", "test"):
+        cols = {f: [ln.split(" ", 1) for ln in _read(data / split / f)] for f in FILES}
+        utts = [u for u, _ in cols["wav.scp"]]
+        assert utts and utts == sorted(utts)
+        for f in ("text", "utt2spk", "utt2lang", "utt2dur"):
+            assert [u for u, _ in cols[f]] == utts, f
+        for (u, spk), (_, lang) in zip(cols["utt2spk"], cols["utt2lang"]):
+            assert u.startswith(spk + "-") and spk.startswith(lang + "_")
+        assert {lang for _, lang in cols["utt2lang"]} == {"en", "fr", "it", "nl"}
+        for _, wav in cols["wav.scp"]:
+            assert Path(wav).is_absolute() and Path(wav).exists()
+        for _, dur in cols["utt2dur"]:
+            assert 0.5 <= float(dur) <= 8.0
+        all_utts[split] = {u.split("-", 1)[1] + lang for (u, _), (_, lang)
+                           in zip(cols["utt2spk"], cols["utt2lang"])}
+    assert not (all_utts["train"] & all_utts["dev"]) and not (all_utts["dev"] & all_utts["test"])
+    summary = _read(data / "local" / "corpus_summary.tsv")
+    assert summary[0] == "split\tlang\tutterances\tspeakers\thours" and len(summary) == 13
+    assert (data / "local" / "corpus_config.json").exists()
+
+    # Same seed -> identical lists; the rerun reuses cached wavs and re-makes
+    # a corrupt one instead of trusting it.
+    corrupt = Path(_read(data / "train" / "wav.scp")[0].split(" ", 1)[1])
+    corrupt.write_bytes(b"not a wav")
+    _tiny(tmp_path, "again")
+    assert corrupt.stat().st_size > 1000
+    for split in ("train", "dev", "test"):
+        for f in FILES:
+            assert _read(data / split / f) == _read(tmp_path / "again" / split / f)
+
+
+@needs_sources
+def test_cli_unknown_language(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli_main(["--langs", "en,xx", "--out_dir", str(tmp_path)])
+    assert e.value.code == 1
+    assert "supported: en,fr,it,nl" in caplog.text
+
+
+@needs_sources
+def test_failed_utterance_is_skipped_and_counted(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine failure is a warning naming the utterance and, above 5% of a
+    language, a fatal error naming the language."""
+    from espnet_pathways.corpus import tts
+
+    def broken(spk: object, text: str, raw: Path) -> None:
+        raise RuntimeError("simulated espeak crash")
+
+    monkeypatch.setattr(tts, "synth_one", broken)
+    with pytest.raises(CorpusError, match="^fr: .*failed"):
+        _tiny(tmp_path, "data", langs=["fr"])
