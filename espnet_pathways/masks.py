@@ -298,10 +298,17 @@ class PathwayMasks:
             ) from None
 
     def to(self, device: torch.device | str) -> "PathwayMasks":
-        """A copy with every mask on ``device`` (like ``Tensor.to``: self is unchanged)."""
-        masks = {
-            lang: {n: m.to(device) for n, m in mask.items()} for lang, mask in self.masks.items()
-        }
+        """A copy with every mask on ``device`` (like ``Tensor.to``: self is unchanged).
+
+        Languages that share one mask dict (language-agnostic pruning) still share one
+        in the copy, so the model keeps running them in a single pass.
+        """
+        moved: dict[int, dict[str, Tensor]] = {}
+        masks = {}
+        for lang, mask in self.masks.items():
+            if id(mask) not in moved:
+                moved[id(mask)] = {n: m.to(device) for n, m in mask.items()}
+            masks[lang] = moved[id(mask)]
         return PathwayMasks(masks, dict(self.meta), self.source)
 
     # ------------------------------------------------------------------ statistics

@@ -25,6 +25,7 @@ import torch
 from torch.func import functional_call
 
 from espnet2.asr_transducer.espnet_transducer_model import ESPnetASRTransducerModel
+from espnet2.torch_utils.device_funcs import force_gatherable
 
 from espnet_pathways.languages import check_languages
 
@@ -58,18 +59,19 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
     def set_pathway_masks(self, masks) -> None:
         """Use ``masks`` (a :class:`~espnet_pathways.masks.PathwayMasks`) from now on.
 
-        Every configured language must have a mask and the masks must match this
-        model's prunable parameters; both are checked here, not at the first batch.
+        The masks must match this model's prunable parameters and name only configured
+        languages (checked here).  A language without a mask (e.g. while pruning one
+        language's pathway) is an error when one of its utterances arrives.
         """
         if masks is None:
             self.pathway_masks = None
             return
         masks.check_compatible(self)
-        missing = [lang for lang in self.languages if lang not in masks.languages]
-        if missing:
+        unknown = [lang for lang in masks.languages if self.languages and lang not in self.languages]
+        if unknown:
             raise ValueError(
-                f"the pathway masks have no mask for language(s) {missing}; "
-                f"masks exist for {masks.languages}"
+                f"the pathway masks are for language(s) {unknown}, which are not in "
+                f"--languages {self.languages}"
             )
         device = next(self.parameters()).device
         self.pathway_masks = masks.to(device)
@@ -139,8 +141,7 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
             for key, value in sub_stats.items():
                 if value is not None:
                     stats[key] = stats.get(key, 0.0) + share * value.detach()
-        weight = torch.tensor(batch_size, device=loss.device)
-        return loss, stats, weight
+        return force_gatherable((loss, stats, batch_size), loss.device)
 
     # ------------------------------------------------------------------- loss
     def _calc_transducer_loss(
