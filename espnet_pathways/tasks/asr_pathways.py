@@ -13,8 +13,11 @@ normalize, encoder, decoder and joint-network options, same YAML) plus:
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 from typing import Tuple
 
+import torch
 from typeguard import typechecked
 
 from espnet2.tasks.asr_transducer import ASRTransducerTask
@@ -54,7 +57,57 @@ class ASRPathwaysTask(ASRTransducerTask):
             help="shared: one sentencepiece model; merged: per-language pieces, "
             "pre-segmented (token_type word) and joined back at inference",
         )
+        group.add_argument(
+            "--language_batches",
+            type=str,
+            default="mixed",
+            choices=["mixed", "homogeneous"],
+            help="Training batches: mixed languages (split by the model) or one "
+            "language per batch (LanguageHomogeneousSampler, needs category2utt "
+            "beside the first training data file)",
+        )
+        group.add_argument(
+            "--language_sampling_power",
+            type=float,
+            default=1.0,
+            help="beta of P(l) ~ (n_l/N)^beta for --language_batches homogeneous",
+        )
         # The pruning options are the trainer's: AbsTask.get_parser adds them.
+
+    @classmethod
+    def build_sequence_iter_factory(cls, args: argparse.Namespace, iter_options, mode: str):
+        """ESPnet's sequence iterator; with ``--language_batches homogeneous`` its
+        training batches are replaced by :class:`LanguageHomogeneousSampler`'s."""
+        factory = super().build_sequence_iter_factory(args, iter_options, mode)
+        if not (iter_options.train and getattr(args, "language_batches", "mixed") == "homogeneous"):
+            return factory
+        from espnet2.iterators.sequence_iter_factory import RawSampler
+
+        from espnet_pathways.samplers import LanguageHomogeneousSampler
+
+        first = Path(iter_options.data_path_and_name_and_type[0][0])
+        category2utt = first.parent / "category2utt"
+        if not category2utt.exists():
+            raise FileNotFoundError(
+                f"--language_batches homogeneous needs {category2utt} (language -> utts)"
+            )
+        distributed = iter_options.distributed
+        world = torch.distributed.get_world_size() if distributed else 1
+        sampler = LanguageHomogeneousSampler(
+            batch_bins=iter_options.batch_bins,
+            shape_files=iter_options.shape_files,
+            category2utt_file=str(category2utt),
+            power=args.language_sampling_power,
+            seed=args.seed,
+            min_batch_size=world,
+        )
+        batches = list(sampler)
+        if distributed:
+            rank = torch.distributed.get_rank()
+            batches = [b[rank::world] for b in batches]
+        logging.info("[%s] Batch sampler replaced: %s", mode, sampler)
+        factory.sampler = RawSampler(batches)
+        return factory
 
     @classmethod
     def optional_data_names(

@@ -23,7 +23,9 @@ Options (defaults in brackets; see docs/recipe.md):
   --nbpe N                    pieces (per language if merged) [256]
   --dense_config FILE         dense training config
   --decode_config FILE        decoding config
-  --systems \"name ...\"        systems decoded, scored and tabulated [dense]
+  --systems \"name ...\"        systems decoded, scored and tabulated
+                              [dense dense_small lsp_imp lsp_lth lap pathways_imp pathways_lth pathways_random]
+  --target_sparsity S         per-language sparsity of every pruned system [0.7]
 "
 
 # General
@@ -46,13 +48,22 @@ local_data_opts=""
 fs=16000
 # Tokens
 token_mode=shared
-nbpe=256
+nbpe=100
 bpe_model_type=unigram
 # Training
 dense_config=conf/train_dense.yaml
 dense_tag=dense
 train_args=""
 inference_model=valid.loss.ave.pth
+# Pathways (stages 6-10); systems are named after their exp dirs (exp/asr_<name>)
+dense_small_config=conf/train_dense_small.yaml
+prune_config=conf/prune_lsp.yaml         # language-specific pruning (one run per language)
+lap_config=conf/prune_lap.yaml           # language-agnostic pruning (pooled data)
+pathways_config=conf/train_pathways.yaml # joint pathway training from the dense weights
+target_sparsity=0.7
+lth_rewind_step=0                        # LTH: rewind survivors to the dense weights
+random_seed=0
+pruned_inference_model=latest.pth        # pruning runs: the model at the final masks
 # Decoding
 decode_config=conf/decode.yaml
 decode_tag=decode_streaming
@@ -66,7 +77,8 @@ results=RESULTS.md
 [ -f cmd.sh ] && . ./cmd.sh
 utils=$(cd "$(dirname "$0")" && pwd)/utils
 : "${decode_cmd:=${utils}/run_local.sh}"
-systems=${systems:-$dense_tag}
+all_systems="${dense_tag} dense_small lsp_imp lsp_lth lap pathways_imp pathways_lth pathways_random"
+systems=${systems:-$all_systems}
 
 data_feats=${dumpdir}/raw
 if [ "$token_mode" = shared ]; then
@@ -116,9 +128,9 @@ stage_data() {
 stage_format() {
   log "Checking and formatting data dirs into ${data_feats} (bad utterances: see bad_utts)"
   ${python} -m espnet_pathways.bin.format_data --languages ${languages} --fs "$fs" \
-    --src "data/${train_set}" --dst "${data_feats}/${train_set}"
+    --src "data/${train_set}" --dst "${data_feats}/${train_set}" --split_languages true
   ${python} -m espnet_pathways.bin.format_data --languages ${languages} --fs "$fs" \
-    --src "data/${valid_set}" --dst "${data_feats}/${valid_set}"
+    --src "data/${valid_set}" --dst "${data_feats}/${valid_set}" --split_languages true
   for t in ${test_sets}; do
     ${python} -m espnet_pathways.bin.format_data --languages ${languages} --fs "$fs" \
       --src "data/${t}" --dst "${data_feats}/${t}" --split_languages true
@@ -148,14 +160,26 @@ stage_stats() {
     awk -v N="$n" '{ print $0 "," N }' "${stats_dir}/${s}/text_shape" \
       >"${stats_dir}/${s}/text_shape.${token_type}"
   done
+  # Per-language shape files, for training on one language's data (LSP).
+  for lang in ${languages}; do
+    for s in train valid; do
+      local set=$([ "$s" = train ] && echo "$train_set" || echo "$valid_set")
+      mkdir -p "${stats_dir}/${s}_${lang}"
+      for f in speech_shape "text_shape.${token_type}"; do
+        awk 'NR == FNR { keep[$1] = 1; next } ($1 in keep)' \
+          "${data_feats}/${set}_${lang}/utt2lang" "${stats_dir}/${s}/${f}" >"${stats_dir}/${s}_${lang}/${f}"
+      done
+    done
+  done
 }
 
 # train_system TAG CONFIG [extra ESPnet args...]: skipped when already done with the
 # same config and arguments (a rerun trains only what changed); resumes otherwise.
+# With sub=_<lang> set, trains on that language's data only.
 train_system() {
   local tag=$1 config=$2; shift 2
-  local dir=${expdir}/asr_${tag}
-  local sig; sig=$(cat "$config" <(echo "$* ${train_args} $(common_train_args)") | md5sum | cut -c1-32)
+  local dir=${expdir}/asr_${tag} sub=${sub:-}
+  local sig; sig=$(cat "$config" <(echo "$* ${sub} ${train_args} $(common_train_args)") | md5sum | cut -c1-32)
   if [ -f "${dir}/.done" ] && [ "$(cat "${dir}/.done")" = "$sig" ]; then
     log "${tag}: already trained with this config (${dir}); skipping"; return
   fi
@@ -170,12 +194,12 @@ train_system() {
   # shellcheck disable=SC2046
   if ! "${launcher[@]}" ${python} -m espnet_pathways.bin.asr_pathways_train \
       --config "$config" $(common_train_args) \
-      $(data_args train "${data_feats}/${train_set}") \
-      $(data_args valid "${data_feats}/${valid_set}") \
-      --train_shape_file "${stats_dir}/train/speech_shape" \
-      --train_shape_file "${stats_dir}/train/text_shape.${token_type}" \
-      --valid_shape_file "${stats_dir}/valid/speech_shape" \
-      --valid_shape_file "${stats_dir}/valid/text_shape.${token_type}" \
+      $(data_args train "${data_feats}/${train_set}${sub}") \
+      $(data_args valid "${data_feats}/${valid_set}${sub}") \
+      --train_shape_file "${stats_dir}/train${sub}/speech_shape" \
+      --train_shape_file "${stats_dir}/train${sub}/text_shape.${token_type}" \
+      --valid_shape_file "${stats_dir}/valid${sub}/speech_shape" \
+      --valid_shape_file "${stats_dir}/valid${sub}/text_shape.${token_type}" \
       --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
       --resume true --output_dir "$dir" ${train_args} "$@" >"${dir}/train.log" 2>&1; then
     tail -n 30 "${dir}/train.log" >&2
@@ -190,15 +214,65 @@ stage_train_dense() {
   train_system "$dense_tag" "$dense_config"
 }
 
+dense_model() { echo "${expdir}/asr_${dense_tag}/${inference_model}"; }
+
+stage_train_dense_small() {
+  train_system dense_small "$dense_small_config"
+}
+
+# Language-specific pruning: IMP (and LTH) of the dense model on each language alone.
+stage_lsp() {
+  local prune="--init_param $(dense_model) --pruning_target_sparsity ${target_sparsity}"
+  for lang in ${languages}; do
+    sub=_${lang} train_system "lsp_imp_${lang}" "$prune_config" ${prune} \
+      --pruning imp --pruning_languages "$lang"
+    sub=_${lang} train_system "lsp_lth_${lang}" "$prune_config" ${prune} \
+      --pruning lth --lth_rewind_step "$lth_rewind_step" --pruning_languages "$lang"
+  done
+}
+
+# Language-agnostic pruning: IMP on the pooled data, one mask shared by all languages.
+stage_lap() {
+  train_system lap "$lap_config" --init_param "$(dense_model)" --pruning imp \
+    --pruning_shared true --pruning_target_sparsity "${target_sparsity}"
+}
+
+# Mask sets for pathway training: the LSP masks combined, and random masks.
+stage_masks() {
+  local m=${expdir}/masks; mkdir -p "$m"
+  for kind in imp lth; do
+    local specs=()
+    for lang in ${languages}; do specs+=("${lang}=${expdir}/asr_lsp_${kind}_${lang}/masks.pth"); done
+    ${python} -m espnet_pathways.bin.pathway_masks combine --out "${m}/lsp_${kind}.pth" "${specs[@]}"
+  done
+  ${python} -m espnet_pathways.bin.pathway_masks random --like "${m}/lsp_imp.pth" \
+    --seed "$random_seed" --out "${m}/random.pth"
+  ${python} -m espnet_pathways.bin.pathway_masks inspect "${m}/lsp_imp.pth" \
+    --overlap_json "${m}/overlap.json" | tee "${m}/lsp_imp.summary.txt"
+}
+
+# Pathway training: dense weights, per-language masks, all languages jointly.
+stage_pathways() {
+  for kind in imp lth random; do
+    local masks=${expdir}/masks/lsp_${kind}.pth
+    [ "$kind" = random ] && masks=${expdir}/masks/random.pth
+    train_system "pathways_${kind}" "$pathways_config" --init_param "$(dense_model)" \
+      --pathway_masks "$masks"
+  done
+}
+
 # decode_system TAG: streaming decoding of the test sets, every utterance in its own
 # language; one process per job decodes all languages (a process start costs ~15 s).
+# decode_system TAG [LANG]: with LANG, only that language's test set (LSP models).
 decode_system() {
-  local tag=$1 dir=${expdir}/asr_$1
-  local model=${dir}/${inference_model}
-  [ -e "$model" ] || model=${dir}/latest.pth
-  [ -e "$model" ] || { echo "$0: no model for system ${tag} in ${dir}" >&2; exit 1; }
+  local tag=$1 only=${2:-} dir=${expdir}/asr_$1
+  local model=${dir}/${inference_model} masks=()
+  if [ -f "${dir}/masks.pth" ]; then  # a pruning run: its final masks and weights
+    model=${dir}/${pruned_inference_model}; masks=(--pathway_masks "${dir}/masks.pth")
+  fi
+  [ -e "$model" ] || { echo "$0: no model ${model} for system ${tag}" >&2; exit 1; }
   for t in ${test_sets}; do
-    local data=${data_feats}/${t} out=${dir}/${decode_tag}/${t}
+    local data=${data_feats}/${t}${only:+_${only}} out=${dir}/${decode_tag}/${t}
     if [ -f "${out}/text" ] && [ "${out}/text" -nt "$model" ] && [ "${out}/text" -nt "$decode_config" ]; then
       log "${tag}/${t}: decoded already; skipping"; continue
     fi
@@ -211,13 +285,13 @@ decode_system() {
         --asr_train_config "${dir}/config.yaml" --asr_model_file "$model" \
         --data_path_and_name_and_type "${data}/wav.scp,speech,sound" \
         --key_file "${out}/logdir/keys.JOB" --utt2lang "${data}/utt2lang" \
-        --output_dir "${out}/logdir/output.JOB"
-    for lang in ${languages}; do  # per-language copies: test_en/text, ...
-      [ -d "${data}_${lang}" ] || continue
-      mkdir -p "${out}_${lang}"
+        --output_dir "${out}/logdir/output.JOB" "${masks[@]}"
+    for lang in ${only:-${languages}}; do  # per-language copies: test_en/text, ...
+      [ -d "${data_feats}/${t}_${lang}" ] || continue
+      mkdir -p "${dir}/${decode_tag}/${t}_${lang}"
       cat "${out}"/logdir/output.*/1best_recog/text \
-        | awk 'NR == FNR { keep[$1] = 1; next } ($1 in keep)' "${data}_${lang}/utt2lang" - \
-        | sort >"${out}_${lang}/text"
+        | awk 'NR == FNR { keep[$1] = 1; next } ($1 in keep)' "${data_feats}/${t}_${lang}/utt2lang" - \
+        | sort >"${dir}/${decode_tag}/${t}_${lang}/text"
     done
     cat "${out}"/logdir/output.*/rtf >"${out}/rtf"
     for f in text token token_int score; do
@@ -227,8 +301,26 @@ decode_system() {
   done
 }
 
+# An LSP system is one pruned model per language: decode each on its own language and
+# gather the results under exp/asr_lsp_<kind>/ like any other system.
+decode_lsp() {
+  local tag=$1 dir=${expdir}/asr_$1
+  for lang in ${languages}; do
+    decode_system "${tag}_${lang}" "$lang"
+    for t in ${test_sets}; do
+      mkdir -p "${dir}/${decode_tag}"
+      ln -sfn "$(cd "${expdir}/asr_${tag}_${lang}/${decode_tag}/${t}_${lang}" && pwd)" \
+        "${dir}/${decode_tag}/${t}_${lang}"
+      ln -sfn "$(cd "${expdir}/asr_${tag}_${lang}/${decode_tag}/${t}" && pwd)" \
+        "${dir}/${decode_tag}/${t}.${lang}"
+    done
+  done
+}
+
 stage_decode() {
-  for s in ${systems}; do decode_system "$s"; done
+  for s in ${systems}; do
+    case "$s" in lsp_*) decode_lsp "$s" ;; *) decode_system "$s" ;; esac
+  done
 }
 
 stage_score() {
@@ -247,8 +339,27 @@ stage_score() {
   done
 }
 
+# system_info.json: parameters kept and sparsity, for the RESULTS.md tables.
+system_info() {
+  local s=$1 dir=${expdir}/asr_$1
+  case "$s" in
+    lsp_*) local l=${languages%% *}; dir=${expdir}/asr_${s}_${l}
+           ${python} -m espnet_pathways.bin.pathway_masks info --model_file "${dir}/${pruned_inference_model}" \
+             --masks "${expdir}/masks/${s}.pth" --out "${expdir}/asr_${s}/system_info.json" ;;
+    lap) ${python} -m espnet_pathways.bin.pathway_masks info --model_file "${dir}/${pruned_inference_model}" \
+           --masks "${dir}/masks.pth" --out "${dir}/system_info.json" ;;
+    pathways_*) local m=${expdir}/masks/lsp_${s#pathways_}.pth
+           [ "$s" = pathways_random ] && m=${expdir}/masks/random.pth
+           ${python} -m espnet_pathways.bin.pathway_masks info --model_file "${dir}/${inference_model}" \
+             --masks "$m" --out "${dir}/system_info.json" ;;
+    *) ${python} -m espnet_pathways.bin.pathway_masks info --model_file "${dir}/${inference_model}" \
+         --out "${dir}/system_info.json" ;;
+  esac 2>&1 | grep -v "^\[" || true
+}
+
 stage_results() {
   local args=()
+  for s in ${systems}; do [ -d "${expdir}/asr_${s}" ] && system_info "$s"; done
   for s in ${systems}; do args+=(--system "${s}=${expdir}/asr_${s}"); done
   for c in ${result_configs:-${dense_tag}=${dense_config}}; do args+=(--config "$c"); done
   [ -f data/local/corpus_summary.tsv ] && args+=(--data_summary data/local/corpus_summary.tsv)
@@ -265,6 +376,11 @@ run_stage 2 "check and format data dirs" stage_format
 run_stage 3 "output vocabulary" stage_tokens
 run_stage 4 "feature statistics and shapes" stage_stats
 run_stage 5 "train the dense multilingual transducer" stage_train_dense
+run_stage 6 "train the dense-small baseline" stage_train_dense_small
+run_stage 7 "language-specific pruning (LSP: IMP, LTH)" stage_lsp
+run_stage 8 "language-agnostic pruning (LAP)" stage_lap
+run_stage 9 "pathway masks (combine, random, overlap)" stage_masks
+run_stage 10 "pathway training (IMP, LTH, random masks)" stage_pathways
 run_stage 11 "streaming decoding" stage_decode
 run_stage 12 "scoring (WER, CER)" stage_score
 run_stage 13 "RESULTS.md" stage_results

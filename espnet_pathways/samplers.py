@@ -1,0 +1,99 @@
+"""Language-homogeneous batches: every mini-batch holds utterances of one language.
+
+Pathway training can run on mixed batches (the model splits them by language) or on
+language-homogeneous batches, as in the paper's Algorithm 1.  This sampler follows
+ESPnet's :class:`~espnet2.samplers.category_power_sampler.CategoryPowerSampler`
+conventions (``category2utt`` file, shape file, ``batch_bins``, P(l) ∝ (n_l/N)^β) but
+packs each batch from a single language:
+
+1. P(l) ∝ (n_l / N)^β over the languages' total sizes n_l (β = 1: proportional to the
+   data; β < 1 flattens towards uniform, up-sampling low-resource languages).
+2. The number of batches of language l is P(l) times the number of batches the data
+   would fill, so an epoch has about as many batches as with ESPnet's numel sampler.
+3. Each language's utterances are shuffled, cycled when up-sampled, and packed into
+   batches of at most ``batch_bins`` (sorted by length inside a batch, like numel).
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Dict, Iterator, List, Sequence, Tuple
+
+from espnet2.fileio.read_text import load_num_sequence_text, read_2columns_text
+from espnet2.samplers.abs_sampler import AbsSampler
+
+
+class LanguageHomogeneousSampler(AbsSampler):
+    """Batches of one language each, languages drawn with P(l) ∝ (n_l/N)^β.
+
+    Args:
+        batch_bins: maximum sum of utterance sizes (first shape file) per batch.
+        shape_files: ESPnet shape files (the first one, e.g. speech_shape, is used).
+        category2utt_file: ``lang utt1 utt2 ...`` per line.
+        power: β of P(l) ∝ (n_l/N)^β.
+        seed: random seed (the epoch may be folded in by the caller).
+        min_batch_size: smallest batch kept (e.g. the number of DDP workers).
+    """
+
+    def __init__(
+        self,
+        batch_bins: int,
+        shape_files: Sequence[str],
+        category2utt_file: str,
+        power: float = 1.0,
+        seed: int = 0,
+        min_batch_size: int = 1,
+    ) -> None:
+        if batch_bins <= 0:
+            raise ValueError(f"batch_bins must be positive, got {batch_bins}")
+        self.batch_bins = batch_bins
+        self.power = power
+        self.category2utt_file = category2utt_file
+        sizes = {k: v[0] for k, v in
+                 load_num_sequence_text(shape_files[0], loader_type="csv_int").items()}
+        self.category2utt: Dict[str, List[str]] = {
+            lang: utts.split() for lang, utts in read_2columns_text(category2utt_file).items()
+        }
+        missing = [u for utts in self.category2utt.values() for u in utts if u not in sizes]
+        if missing:
+            raise KeyError(
+                f"{len(missing)} utterances of {category2utt_file} are not in "
+                f"{shape_files[0]}, e.g. {missing[:3]}"
+            )
+        rng = random.Random(seed)
+        bins = {lang: sum(sizes[u] for u in utts) for lang, utts in self.category2utt.items()}
+        total = sum(bins.values())
+        weights = {lang: (b / total) ** power for lang, b in bins.items()}
+        norm = sum(weights.values())
+        self.language_probs = {lang: w / norm for lang, w in weights.items()}
+        n_batches = max(1, math.ceil(total / batch_bins))
+
+        self.batch_list: List[Tuple[str, ...]] = []
+        for lang in sorted(self.category2utt):
+            utts = list(self.category2utt[lang])
+            rng.shuffle(utts)
+            want = max(1, round(self.language_probs[lang] * n_batches))
+            batches, cur, cur_bins, i = [], [], 0, 0
+            while len(batches) < want:
+                u = utts[i % len(utts)]
+                i += 1
+                if cur and cur_bins + sizes[u] > batch_bins and len(cur) >= min_batch_size:
+                    batches.append(tuple(sorted(cur, key=lambda x: -sizes[x])))
+                    cur, cur_bins = [], 0
+                cur.append(u)
+                cur_bins += sizes[u]
+                if i > 100 * (len(utts) + want):  # a batch_bins smaller than one utt
+                    raise ValueError(f"cannot fill batches of {batch_bins} bins for {lang}")
+            self.batch_list.extend(batches)
+        rng.shuffle(self.batch_list)
+
+    def __len__(self) -> int:
+        return len(self.batch_list)
+
+    def __iter__(self) -> Iterator[Tuple[str, ...]]:
+        return iter(self.batch_list)
+
+    def __repr__(self) -> str:
+        probs = ", ".join(f"{k}={v:.3f}" for k, v in sorted(self.language_probs.items()))
+        return (f"{self.__class__.__name__}(N-batch={len(self)}, batch_bins={self.batch_bins}, "
+                f"power={self.power}, P(lang): {probs})")

@@ -1,0 +1,172 @@
+"""Data-dir checks (bad input → clear errors or documented skips), tokens, sampler, mask CLI."""
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import pytest
+import torch
+
+from espnet_pathways import tokens
+from espnet_pathways.datadir import DataDir, DataDirError, check_datadir, write_datadir
+from espnet_pathways.languages import UnknownLanguageError
+
+LANGS = ["en", "fr", "it", "nl"]
+
+
+def write_wav(path: Path, seconds: float = 0.3, rate: int = 16000) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x01" * int(seconds * rate))
+
+
+def make_dir(tmp_path: Path, rows, rate=16000) -> Path:
+    """rows: (utt, lang or None, text or None, audio: 'ok'|'bad'|'missing')"""
+    d = tmp_path / "data"
+    d.mkdir()
+    files = {k: [] for k in ("wav.scp", "text", "utt2spk", "utt2lang")}
+    for utt, lang, text, audio in rows:
+        wav = tmp_path / f"{utt}.wav"
+        if audio == "ok":
+            write_wav(wav, rate=rate)
+        elif audio == "bad":
+            wav.write_bytes(b"not a wav file")
+        files["wav.scp"].append(f"{utt} {wav}")
+        if text is not None:
+            files["text"].append(f"{utt} {text}")
+        files["utt2spk"].append(f"{utt} {utt.split('-')[0]}")
+        if lang is not None:
+            files["utt2lang"].append(f"{utt} {lang}")
+    for name, lines in files.items():
+        (d / name).write_text("".join(x + "\n" for x in lines))
+    return d
+
+
+def test_datadir_writes_lang_ids_and_category2utt(tmp_path):
+    d = make_dir(tmp_path, [("s1-a", "en", "hello world", "ok"), ("s2-b", "it", "ciao", "ok"),
+                            ("s3-c", "it", "buongiorno", "ok")])
+    src = DataDir.read(d)
+    utts, n = check_datadir(src, LANGS)
+    out = write_datadir(src, utts, n, LANGS, tmp_path / "dump")
+    assert (out / "utt2lang_id").read_text() == "s1-a 0\ns2-b 2\ns3-c 2\n"
+    assert (out / "category2utt").read_text() == "en s1-a\nit s2-b s3-c\n"
+    assert (out / "utt2num_samples").read_text().startswith("s1-a 4800")
+
+
+def test_missing_utt2lang_entry_names_the_utterance(tmp_path):
+    d = make_dir(tmp_path, [("s1-a", "en", "hello", "ok"), ("s2-b", None, "x", "ok")])
+    with pytest.raises(DataDirError, match=r"'s2-b' has no entry in .*utt2lang"):
+        check_datadir(DataDir.read(d), LANGS)
+
+
+def test_unknown_language_names_utterance_and_language(tmp_path):
+    d = make_dir(tmp_path, [("s1-a", "de", "hallo", "ok")])
+    with pytest.raises(UnknownLanguageError, match=r"'s1-a'.*'de'.*en fr it nl"):
+        check_datadir(DataDir.read(d), LANGS)
+
+
+def test_bad_audio_and_empty_transcript_are_skipped_with_a_reason(tmp_path, caplog):
+    rows = [(f"s{i}-u{i}", "en", "fine words", "ok") for i in range(40)]
+    rows += [("s9-bad", "en", "words", "bad"), ("s9-empty", "en", "", "ok")]
+    d = make_dir(tmp_path, rows)
+    src = DataDir.read(d)
+    utts, n = check_datadir(src, LANGS)
+    assert "s9-bad" not in utts and "s9-empty" not in utts and len(utts) == 40
+    reasons = dict(src.bad)
+    assert "unreadable audio" in reasons["s9-bad"] and "s9-bad.wav" in reasons["s9-bad"]
+    assert "empty transcript" in reasons["s9-empty"]
+    assert "skipping utterance s9-bad (en)" in caplog.text
+    out = write_datadir(src, utts, n, LANGS, tmp_path / "dump")
+    assert "s9-bad" in (out / "bad_utts").read_text()
+
+
+def test_too_many_bad_utterances_stop_naming_the_language(tmp_path):
+    d = make_dir(tmp_path, [("s1-a", "fr", "un", "bad"), ("s2-b", "fr", "deux", "ok")])
+    with pytest.raises(DataDirError, match="language 'fr'"):
+        check_datadir(DataDir.read(d), LANGS)
+
+
+def test_wrong_sampling_rate_is_an_error(tmp_path):
+    d = make_dir(tmp_path, [("s1-a", "en", "hello", "ok")], rate=8000)
+    with pytest.raises(DataDirError, match="sampling rate 8000"):
+        check_datadir(DataDir.read(d), LANGS)
+
+
+TEXT = {
+    "en-1": "the fish swims in the sea", "en-2": "the big fish is here",
+    "fr-1": "le poisson nage dans la mer", "fr-2": "le gros poisson est là",
+    "it-1": "il pesce nuota nel mare", "it-2": "dov'è il pesce grande",
+}
+UTT2LANG = {u: u.split("-")[0] for u in TEXT}
+
+
+def test_shared_sentencepiece_token_list(tmp_path):
+    toks = tokens.make_shared(TEXT, tmp_path, vocab_size=40)
+    assert toks[0] == "<blank>" and toks[1] == "<unk>" and toks[-1] == "<sos/eos>"
+    assert len(toks) == len(set(toks))
+    assert (tmp_path / "bpe.model").exists()
+
+
+def test_merged_per_language_pieces_deduplicated_and_round_trip(tmp_path):
+    toks = tokens.make_merged(TEXT, UTT2LANG, tmp_path, vocab_size=25)
+    assert len(toks) == len(set(toks))
+    for lang in ("en", "fr", "it"):
+        assert set(tokens.model_pieces(tmp_path / lang / "bpe.model")) <= set(toks)
+    seg = tokens.segment_merged(TEXT, UTT2LANG, tmp_path)
+    for utt, pieces in seg.items():
+        assert all(p in toks for p in pieces.split())
+        assert tokens.pieces_to_text(pieces.split()) == TEXT[utt]
+    with pytest.raises(FileNotFoundError, match="no word-piece model for language 'nl'"):
+        tokens.segment_merged({"nl-1": "vis"}, {"nl-1": "nl"}, tmp_path)
+
+
+def test_language_homogeneous_sampler(tmp_path):
+    from espnet_pathways.samplers import LanguageHomogeneousSampler
+
+    utts = {"en": [f"en-{i}" for i in range(60)], "it": [f"it-{i}" for i in range(10)]}
+    (tmp_path / "shape").write_text("".join(f"{u} 100\n" for us in utts.values() for u in us))
+    (tmp_path / "c2u").write_text("".join(f"{k} {' '.join(v)}\n" for k, v in utts.items()))
+    args = dict(batch_bins=500, shape_files=[str(tmp_path / "shape")],
+                category2utt_file=str(tmp_path / "c2u"))
+    prop = LanguageHomogeneousSampler(power=1.0, **args)
+    flat = LanguageHomogeneousSampler(power=0.0, **args)
+    for s in (prop, flat):
+        for batch in s:
+            assert len({u.split("-")[0] for u in batch}) == 1
+    count = lambda s, lang: sum(1 for b in s if b[0].startswith(lang))  # noqa: E731
+    assert count(prop, "en") > 4 * count(prop, "it")
+    assert count(flat, "en") == count(flat, "it")  # beta = 0: uniform over languages
+    assert list(LanguageHomogeneousSampler(power=0.5, seed=3, **args)) == \
+        list(LanguageHomogeneousSampler(power=0.5, seed=3, **args))
+
+
+def test_pathway_masks_cli_combine_random_inspect_info(tmp_path, capsys):
+    from espnet_pathways.bin.pathway_masks import main
+    from espnet_pathways.masks import PathwayMasks
+
+    shapes = {"a.weight": (4, 5), "b.weight": (3, 3)}
+    for i, lang in enumerate(["en", "it"]):
+        g = torch.Generator().manual_seed(i)
+        m = {n: torch.rand(s, generator=g) > 0.5 for n, s in shapes.items()}
+        PathwayMasks({lang: m}, {"method": "imp"}).save(tmp_path / f"{lang}.pth")
+    main(["combine", "--out", str(tmp_path / "all.pth"),
+          f"en={tmp_path / 'en.pth'}", f"it={tmp_path / 'it.pth'}"])
+    combined = PathwayMasks.load(tmp_path / "all.pth")
+    assert combined.languages == ["en", "it"]
+    main(["random", "--like", str(tmp_path / "all.pth"), "--out", str(tmp_path / "rnd.pth")])
+    rnd = PathwayMasks.load(tmp_path / "rnd.pth")
+    for lang in ("en", "it"):
+        assert abs(rnd.sparsity(lang) - combined.sparsity(lang)) < 1 / 29
+    main(["inspect", str(tmp_path / "all.pth"), "--overlap_json", str(tmp_path / "o.json")])
+    o = json.loads((tmp_path / "o.json").read_text())
+    assert o["overlap"]["en"]["it"] == pytest.approx(combined.overlap("en", "it"))
+    torch.save({"a.weight": torch.ones(4, 5), "b.weight": torch.ones(3, 3),
+                "ctc_lin.weight": torch.ones(2, 2)}, tmp_path / "model.pth")
+    main(["info", "--model_file", str(tmp_path / "model.pth"), "--masks",
+          str(tmp_path / "all.pth"), "--out", str(tmp_path / "info.json")])
+    info = json.loads((tmp_path / "info.json").read_text())
+    union_pruned = sum(int((~m).sum()) for m in combined.union().values())
+    assert info["params_total"] == 29 and info["params_kept"] == 29 - union_pruned

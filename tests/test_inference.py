@@ -1,0 +1,74 @@
+"""PathwaySpeech2Text: streaming decode of a tiny model, language selection, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from helpers import LANGS, tiny_args, tiny_model
+from test_model import random_pathways
+
+from espnet_pathways.languages import UnknownLanguageError
+
+
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory):
+    d = tmp_path_factory.mktemp("exp")
+    args = tiny_args()
+    model = tiny_model()
+    torch.save(model.state_dict(), d / "model.pth")
+    masks = random_pathways(model, sparsity=0.7)
+    masks.save(d / "masks.pth")
+    cfg = {k: v for k, v in vars(args).items()}
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return d, masks
+
+
+def speech2text(exp, **kw):
+    from espnet_pathways.inference import PathwaySpeech2Text
+
+    d, _ = exp
+    return PathwaySpeech2Text(asr_train_config=str(d / "config.yaml"),
+                              asr_model_file=str(d / "model.pth"), beam_size=2,
+                              decoding_window=320, **kw)
+
+
+def test_streaming_decode_chunk_by_chunk(exp):
+    s2t = speech2text(exp, streaming=True)
+    speech = np.random.default_rng(0).standard_normal(16000).astype("float32") * 0.1
+    hyps = s2t.decode_streaming_utterance(speech, lang="fr")
+    assert hyps and isinstance(s2t.text(hyps), str)
+    assert s2t._in_stream is False  # the final chunk closed the stream
+    # Chunk calls: partial hypotheses, then a final one.
+    step = s2t.audio_processor.decoding_samples
+    s2t.streaming_decode(speech[:step], is_final=False, lang="fr")
+    with pytest.raises(RuntimeError, match="middle of a stream"):
+        s2t.streaming_decode(speech[step:2 * step], is_final=False, lang="it")
+    s2t.streaming_decode(speech[step:], is_final=True, lang="fr")
+
+
+def test_language_selection_changes_the_weights_in_use(exp):
+    _, masks = exp
+    s2t = speech2text(exp, streaming=False, pathway_masks=str(exp[0] / "masks.pth"))
+    params = dict(s2t.asr_model.named_parameters())
+    for lang in ("en", "nl"):
+        s2t.set_language(lang)
+        for n, m in masks.for_language(lang).items():
+            assert torch.all(params[n][~m] == 0)
+            assert torch.equal(params[n][m], s2t._dense[n][m])
+    with pytest.raises(UnknownLanguageError, match="'de'.*en fr it nl"):
+        s2t(np.zeros(8000, dtype="float32"), lang="de")
+
+
+def test_pathway_model_needs_a_language(exp):
+    s2t = speech2text(exp, streaming=False, pathway_masks=str(exp[0] / "masks.pth"))
+    with pytest.raises(ValueError, match="give lang="):
+        s2t(np.zeros(8000, dtype="float32"))
+
+
+def test_dense_model_knows_its_languages(exp):
+    s2t = speech2text(exp, streaming=False)
+    assert s2t.known_languages == LANGS
+    with pytest.raises(UnknownLanguageError):
+        s2t.set_language("xx")
