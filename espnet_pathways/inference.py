@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+import espnet2.bin.asr_transducer_inference as espnet_s2t
 from espnet2.bin.asr_transducer_inference import Speech2Text
 
 from espnet_pathways.languages import UnknownLanguageError
@@ -43,7 +44,16 @@ class PathwaySpeech2Text(Speech2Text):
         lang: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
+        # ESPnet's Speech2Text builds the model with ASRTransducerTask, whose build_model
+        # knows only the Conformer Encoder: build it with ASRPathwaysTask (--encoder).
+        from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
+
+        espnet_task = espnet_s2t.ASRTransducerTask
+        espnet_s2t.ASRTransducerTask = ASRPathwaysTask
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            espnet_s2t.ASRTransducerTask = espnet_task
         args_ = self.asr_train_args
         self.languages: List[str] = list(getattr(args_, "languages", None) or [])
         self.token_mode: str = getattr(args_, "token_mode", "shared") or "shared"
@@ -118,6 +128,9 @@ class PathwaySpeech2Text(Speech2Text):
         """Decode one chunk; the language is fixed for the whole stream."""
         self._select(lang)
         self._in_stream = not is_final
+        encoder = self.asr_model.encoder
+        if hasattr(encoder, "final_chunk"):  # EmformerEncoder: flush its buffered frames
+            encoder.final_chunk = is_final
         return super().streaming_decode(speech, is_final=is_final)
 
     def decode_streaming_utterance(
@@ -149,11 +162,17 @@ class PathwaySpeech2Text(Speech2Text):
 
     @staticmethod
     def from_pretrained(model_tag: Optional[str] = None, **kwargs: Any) -> "PathwaySpeech2Text":
-        """Build from a model-zoo tag or a packed zip (unpacked by espnet_model_zoo)."""
+        """Build from a model-zoo tag, a Hugging Face id or a packed zip (unpacked by
+        espnet_model_zoo; a compact zip is expanded once, beside the unpacked files)."""
         if model_tag is not None:
             from espnet_model_zoo.downloader import ModelDownloader
 
-            kwargs.update(**ModelDownloader().download_and_unpack(model_tag))
+            from espnet_pathways.packing import expand_unpacked
+
+            files = expand_unpacked(ModelDownloader().download_and_unpack(model_tag))
+            if kwargs.get("pathway_masks") is not None:  # an explicit mask file wins
+                files.pop("pathway_masks", None)
+            kwargs.update(**files)
         return PathwaySpeech2Text(**kwargs)
 
 

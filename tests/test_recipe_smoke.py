@@ -74,6 +74,18 @@ def test_masks_and_sparsity_reach_the_target(recipe):
     assert lap.iou("en", "nl") == 1.0  # one mask for all languages
 
 
+def test_plots_and_packed_model_are_written(recipe):
+    d, _ = recipe
+    index = (d / "exp/plots/index.md").read_text()
+    assert ".png" in index
+    zip_path = d / "exp/asr_pathways_imp/pathways_imp.zip"
+    assert zip_path.stat().st_size > 0
+    import zipfile
+
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert any(n.endswith("meta.yaml") for n in names)
+
+
 def test_decoding_was_streaming_and_rerun_skips_done_work(recipe):
     d, cmd = recipe
     log = (d / "exp/asr_dense/decode_streaming/test/logdir/decode.1.log").read_text()

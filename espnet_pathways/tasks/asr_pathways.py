@@ -20,9 +20,11 @@ from typing import Tuple
 import torch
 from typeguard import typechecked
 
+from espnet2.asr_transducer.espnet_transducer_model import ESPnetASRTransducerModel
 from espnet2.tasks.asr_transducer import ASRTransducerTask
 from espnet2.utils.types import str_or_none
 
+from espnet_pathways.encoders import ENCODER_CHOICES, build_encoder
 from espnet_pathways.model import PathwayTransducerModel, log_model_summary
 from espnet_pathways.trainer import PathwayTrainer
 
@@ -36,6 +38,15 @@ class ASRPathwaysTask(ASRTransducerTask):
     def add_task_arguments(cls, parser: argparse.ArgumentParser) -> None:
         super().add_task_arguments(parser)
         group = parser.add_argument_group(description="Pathways related")
+        group.add_argument(
+            "--encoder",
+            type=str,
+            default="conformer",
+            choices=list(ENCODER_CHOICES),
+            help="Encoder type: ESPnet's transducer Encoder (conformer) or torchaudio's "
+            "Emformer (espnet_pathways.encoders.EmformerEncoder); --encoder_conf holds "
+            "its keyword arguments",
+        )
         group.add_argument(
             "--languages",
             type=str,
@@ -119,7 +130,10 @@ class ASRPathwaysTask(ASRTransducerTask):
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> PathwayTransducerModel:
         """Build ESPnet's transducer modules, then the pathway model around them."""
-        base = super().build_model(args)
+        if (getattr(args, "encoder", None) or "conformer") == "conformer":
+            base = super().build_model(args)
+        else:
+            base = cls._build_base_model(args)
         languages = list(getattr(args, "languages", None) or [])
         model = PathwayTransducerModel(
             vocab_size=base.vocab_size,
@@ -140,5 +154,62 @@ class ASRPathwaysTask(ASRTransducerTask):
             model.set_pathway_masks(PathwayMasks.load(masks_path))
         log_model_summary(model)
         return model
+
+    @classmethod
+    def _build_base_model(cls, args: argparse.Namespace) -> ESPnetASRTransducerModel:
+        """ASRTransducerTask.build_model with ``build_encoder(args.encoder, ...)`` in place
+        of ESPnet's ``Encoder(input_size, **args.encoder_conf)`` (same modules, same order)."""
+        from espnet2.asr_transducer.joint_network import JointNetwork
+        from espnet2.tasks.asr_transducer import (
+            decoder_choices,
+            frontend_choices,
+            normalize_choices,
+            specaug_choices,
+        )
+
+        if isinstance(args.token_list, str):
+            with open(args.token_list, encoding="utf-8") as f:
+                token_list = [line.rstrip() for line in f]
+            args.token_list = list(token_list)  # keep the config portable, as ESPnet does
+        elif isinstance(args.token_list, (tuple, list)):
+            token_list = list(args.token_list)
+        else:
+            raise RuntimeError("token_list must be str or list")
+        vocab_size = len(token_list)
+        if hasattr(args, "scheduler_conf"):
+            args.model_conf["warmup_steps"] = args.scheduler_conf.get("warmup_steps", 25000)
+        if getattr(args, "init", None) is not None:
+            raise NotImplementedError("--init is not supported (as in ASRTransducerTask)")
+
+        if args.input_size is None:
+            frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
+            input_size = frontend.output_size()
+        else:
+            frontend = None
+            input_size = args.input_size
+        specaug = (
+            specaug_choices.get_class(args.specaug)(**args.specaug_conf)
+            if args.specaug is not None else None
+        )
+        normalize = (
+            normalize_choices.get_class(args.normalize)(**args.normalize_conf)
+            if args.normalize is not None else None
+        )
+        encoder = build_encoder(args.encoder, input_size, args.encoder_conf)
+        decoder = decoder_choices.get_class(args.decoder)(vocab_size, **args.decoder_conf)
+        joint_network = JointNetwork(
+            vocab_size, encoder.output_size, decoder.output_size, **args.joint_network_conf
+        )
+        return ESPnetASRTransducerModel(
+            vocab_size=vocab_size,
+            token_list=token_list,
+            frontend=frontend,
+            specaug=specaug,
+            normalize=normalize,
+            encoder=encoder,
+            decoder=decoder,
+            joint_network=joint_network,
+            **args.model_conf,
+        )
 
 

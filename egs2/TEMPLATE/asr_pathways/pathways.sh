@@ -14,7 +14,7 @@ log() {
 SECONDS=0
 help_message="Usage: $0 --languages \"en fr\" --train_set train --valid_set dev --test_sets test [options]
 Options (defaults in brackets; see docs/recipe.md):
-  --stage/--stop_stage N      stages to run [1/13]
+  --stage/--stop_stage N      stages to run [1/15]; 16 uploads to Hugging Face
   --nj N                      parallel decoding jobs [2]
   --ngpu N                    GPUs for training, 0 = CPU [0]
   --languages \"l1 l2 ...\"     language codes, order = language ids
@@ -30,7 +30,7 @@ Options (defaults in brackets; see docs/recipe.md):
 
 # General
 stage=1
-stop_stage=13
+stop_stage=15
 nj=2
 ngpu=0
 num_nodes=1
@@ -69,6 +69,10 @@ decode_config=conf/decode.yaml
 decode_tag=decode_streaming
 systems=""
 results=RESULTS.md
+# Packing (stage 15) and upload (stage 16)
+pack_systems=pathways_imp    # systems packed into exp/asr_<sys>/<sys>.zip (ESPnet's model zip)
+pack_compact=true            # store only the weights inside the union + bit-packed masks
+hf_repo=""                   # stage 16: Hugging Face repo id, e.g. user/espnet_pathways_4lang
 
 . "$(dirname "$0")/utils/parse_options.sh"
 [ $# -gt 0 ] && { echo "$0: unexpected arguments: $*" >&2; exit 1; }
@@ -371,6 +375,42 @@ stage_results() {
   sed -n '/^## Results/,/^## /p' "$results" | head -n 30
 }
 
+# Figures: mask overlap per layer group and per-layer sparsity of the LSP mask sets, WER
+# per system and language, ESPnet's training curves -> ${expdir}/plots/index.md.
+stage_plots() {
+  local args=(--out_dir "${expdir}/plots" --results_dir "$expdir" --systems "$systems"
+              --decode_dir "$decode_tag" --langs "$(echo ${languages} | tr ' ' ',')")
+  for m in "${expdir}/masks/lsp_imp.pth" "${expdir}/masks/lsp_lth.pth"; do
+    [ -f "$m" ] && args+=(--masks "$m")
+  done
+  ${python} -m espnet_pathways.bin.make_plots "${args[@]}"
+  log "Plots: ${expdir}/plots/index.md"
+}
+
+# Model zip with ESPnet's packer: config, weights (compact: only the union's weights),
+# masks, bpe model and feature stats; loads with PathwaySpeech2Text.from_pretrained.
+stage_pack() {
+  for s in ${pack_systems}; do
+    local dir=${expdir}/asr_${s}
+    local masks=${expdir}/masks/lsp_${s#pathways_}.pth
+    [ "$s" = pathways_random ] && masks=${expdir}/masks/random.pth
+    local margs=(); [ -f "$masks" ] && margs=(--pathway_masks "$masks")
+    ${python} -m espnet_pathways.bin.asr_pathways_pack --asr_train_config "${dir}/config.yaml" \
+      --asr_model_file "${dir}/${inference_model}" "${margs[@]}" --compact "$pack_compact" \
+      --outpath "${dir}/${s}.zip"
+    log "Packed ${dir}/${s}.zip ($(du -h "${dir}/${s}.zip" | cut -f1))"
+  done
+}
+
+# Upload the packed models to Hugging Face (needs network, huggingface_hub and a token;
+# offline it stops with a message saying what is missing).
+stage_upload() {
+  [ -n "$hf_repo" ] || { log "--hf_repo not given: nothing to upload"; return; }
+  for s in ${pack_systems}; do
+    ${python} -m espnet_pathways.bin.hf_upload --model "${expdir}/asr_${s}/${s}.zip" --repo_id "${hf_repo}"
+  done
+}
+
 run_stage 1 "data preparation (local/data.sh)" stage_data
 run_stage 2 "check and format data dirs" stage_format
 run_stage 3 "output vocabulary" stage_tokens
@@ -384,4 +424,7 @@ run_stage 10 "pathway training (IMP, LTH, random masks)" stage_pathways
 run_stage 11 "streaming decoding" stage_decode
 run_stage 12 "scoring (WER, CER)" stage_score
 run_stage 13 "RESULTS.md" stage_results
+run_stage 14 "plots (mask overlap, sparsity, WER)" stage_plots
+run_stage 15 "pack models (ESPnet model zip)" stage_pack
+run_stage 16 "upload to Hugging Face" stage_upload
 log "Finished in ${SECONDS} s"

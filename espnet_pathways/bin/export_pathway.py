@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Export one language's pathway as a standalone sparse monolingual ESPnet transducer.
+
+    python -m espnet_pathways.bin.export_pathway \
+        --asr_train_config exp/asr_pathways_imp/config.yaml \
+        --asr_model_file exp/asr_pathways_imp/valid.loss.ave.pth \
+        --pathway_masks exp/masks/lsp_imp.pth --lang it --out_dir exp/export_it
+
+Writes ``<out_dir>/config.yaml`` (the training config with ``pathway_masks: null`` and
+``languages: [it]``), ``<out_dir>/model.pth`` whose masked weights are ``W * m_it`` (the
+pathway's zeros are real zeros) and ``<out_dir>/export.yaml`` (source, language,
+sparsity).  Plain ESPnet decodes it: ``espnet2.bin.asr_transducer_inference.Speech2Text(
+asr_train_config=..., asr_model_file=...)`` gives what ``PathwaySpeech2Text`` gives for
+``lang="it"`` on the multilingual model.  ``--asr_model_file`` may also be a compact file
+(``*.compact.pth`` from ``asr_pathways_pack --compact true``), which carries its masks.
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from espnet2.utils.types import str_or_none
+
+
+def export_pathway(
+    asr_train_config: str,
+    asr_model_file: str,
+    lang: str,
+    out_dir: str,
+    pathway_masks: Optional[str] = None,
+    check: bool = True,
+) -> Dict[str, Any]:
+    import torch
+    import yaml
+
+    from espnet_pathways.languages import UnknownLanguageError
+    from espnet_pathways.masks import PathwayMasks
+    from espnet_pathways.packing import is_compact_file, load_compact
+
+    with open(asr_train_config, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    if is_compact_file(asr_model_file):
+        state, masks = load_compact(asr_model_file)
+        if pathway_masks:
+            masks = PathwayMasks.load(pathway_masks)
+    else:
+        state = torch.load(asr_model_file, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "module" in state:
+            state = state["module"]
+        mask_file = pathway_masks or cfg.get("pathway_masks")
+        if not mask_file:
+            raise ValueError("no pathway masks: give --pathway_masks (the config has none)")
+        masks = PathwayMasks.load(mask_file)
+    if lang not in masks:
+        raise UnknownLanguageError(
+            f"unknown language {lang!r}; these masks have pathways for: {' '.join(masks.languages)}"
+        )
+    masks.check_compatible(state)
+    mask = masks.for_language(lang)
+    out_state = {}
+    for k, v in state.items():
+        out_state[k] = v * mask[k].to(v.dtype) if k in mask else v
+
+    cfg["pathway_masks"] = None
+    cfg["languages"] = [lang]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "config.yaml").open("w", encoding="utf-8") as f:
+        yaml.safe_dump(cfg, f, allow_unicode=True)
+    torch.save(out_state, str(out / "model.pth"))
+
+    if check:  # plain ESPnet must find every parameter of its model in the file
+        from espnet2.tasks.asr_transducer import ASRTransducerTask
+
+        model = ASRTransducerTask.build_model(argparse.Namespace(**cfg))
+        missing, unexpected = model.load_state_dict(out_state, strict=False)
+        if missing:
+            raise RuntimeError(f"exported state dict lacks {missing} (plain ESPnet would "
+                               "leave them randomly initialised)")
+        if unexpected:
+            logging.warning("entries plain ESPnet ignores: %s", unexpected)
+
+    kept = masks.kept_parameters(lang)
+    info = {
+        "source_config": str(asr_train_config),
+        "source_model": str(asr_model_file),
+        "pathway_masks": str(pathway_masks or cfg.get("pathway_masks") or masks.source),
+        "lang": lang,
+        "prunable_weights": masks.total_parameters(),
+        "kept_weights": kept,
+        "sparsity": round(masks.sparsity(lang), 6),
+        "all_parameters": int(sum(v.numel() for v in out_state.values())),
+    }
+    with (out / "export.yaml").open("w", encoding="utf-8") as f:
+        yaml.safe_dump(info, f)
+    logging.info("exported %s pathway (sparsity %.3f) to %s", lang, info["sparsity"], out)
+    return info
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--asr_train_config", required=True)
+    p.add_argument("--asr_model_file", required=True)
+    p.add_argument("--pathway_masks", type=str_or_none, default=None,
+                   help="Mask file (default: the config's pathway_masks)")
+    p.add_argument("--lang", required=True)
+    p.add_argument("--out_dir", required=True)
+    p.add_argument("--log_level", type=lambda x: x.upper(), default="INFO")
+    return p
+
+
+def main(cmd: Optional[List[str]] = None) -> Dict[str, Any]:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    return export_pathway(args.asr_train_config, args.asr_model_file, args.lang,
+                          args.out_dir, pathway_masks=args.pathway_masks)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        logging.error("%s", e)
+        sys.exit(1)

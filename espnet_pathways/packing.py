@@ -1,0 +1,452 @@
+"""Compact storage and ESPnet-style packing of (pathway) transducer models.
+
+Compact storage
+    A pathway model only ever uses the weights inside the union of its pathways (pathway
+    training zeroes everything else, ``trainer.py``).  :func:`compact_state_dict` stores,
+    for each masked parameter, only the weights at the union's ``True`` positions (a 1-D
+    tensor, in row-major order) plus the bit-packed union (:func:`masks.pack_bits`) and,
+    per language, the bits of its mask *at the union positions* (a pathway is a subset of
+    the union).  Every other entry of the state dict is kept as it is.
+    :func:`expand_state_dict` rebuilds the dense state dict and the
+    :class:`~espnet_pathways.masks.PathwayMasks` bit-exactly (even the sign of zeros
+    outside the union, which ``W * 0`` leaves negative for negative weights, is kept, and
+    the masks' checksum is verified).
+
+Packing
+    :func:`pack_model` writes an ESPnet model zip with ``espnet2.main_funcs.pack_funcs.
+    pack`` (the function behind ``espnet2.bin.pack``), so that ``espnet_model_zoo``'s
+    ``ModelDownloader.download_and_unpack("x.zip")`` unpacks it and rewrites the paths in
+    the config.  Two layouts:
+
+    * dense (default): ``asr_model_file`` = the dense state dict, the masks file as an
+      extra file named by the config's ``pathway_masks``.  Loads with
+      ``PathwaySpeech2Text.from_pretrained("x.zip", lang=...)`` as it is.
+    * compact (``compact=True``): no ``asr_model_file``; the compact file is listed as
+      ``pathway_compact_model`` in ``meta.yaml`` (so that ESPnet's plain ``Speech2Text``
+      fails loudly on it instead of silently loading a partial state dict) and
+      :func:`unpack_model` expands it, once, beside the unpacked files.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+
+import torch
+import yaml
+from torch import Tensor
+
+from espnet_pathways.masks import PathwayMasks, _checksum, _jsonable, pack_bits, unpack_bits
+
+__all__ = [
+    "COMPACT_FORMAT",
+    "COMPACT_VERSION",
+    "COMPACT_KEY",
+    "CompactFormatError",
+    "compact_state_dict",
+    "expand_state_dict",
+    "save_compact",
+    "load_compact",
+    "is_compact_file",
+    "pack_model",
+    "unpack_model",
+    "expand_compact_file",
+]
+
+COMPACT_FORMAT = "espnet_pathways.compact_state_dict"
+COMPACT_VERSION = 1
+#: The ``meta.yaml`` key of the compact model file inside a packed zip.
+COMPACT_KEY = "pathway_compact_model"
+
+PathLike = Union[str, Path]
+
+
+class CompactFormatError(ValueError):
+    """A compact file is not ours, has an unknown version, or fails a check."""
+
+
+# --------------------------------------------------------------------------- compact
+
+
+def compact_state_dict(
+    state_dict: Mapping[str, Any], masks: PathwayMasks
+) -> Dict[str, Any]:
+    """Store only the weights inside the union of the pathways (see the module doc).
+
+    Raises ``ValueError`` naming the parameter if a masked parameter is missing, has
+    another shape than its mask, or has a non-zero weight outside the union (it would be
+    lost: a pathway model must have exactly zero there).
+    """
+    masks.check_compatible(state_dict)
+    union = {n: m.detach().cpu().reshape(-1) for n, m in masks.union().items()}
+    masked: Dict[str, Dict[str, Any]] = {}
+    for name, flat_union in union.items():
+        w = state_dict[name].detach().cpu()
+        flat = w.reshape(-1)
+        outside = flat[~flat_union]
+        nonzero = int(outside.count_nonzero())
+        if nonzero:
+            raise ValueError(
+                f"parameter {name!r} has {nonzero} non-zero weights outside the union of "
+                f"the pathways (max |w| {float(outside.abs().max()):.3g}); a pathway model "
+                "has exact zeros there. Zero them (masks.apply_masks_ with masks.union()) "
+                "or pack it dense (--compact false)"
+            )
+        entry: Dict[str, Any] = {
+            "shape": list(w.shape),
+            "union": pack_bits(flat_union),
+            "values": flat[flat_union].clone(),
+        }
+        if w.is_floating_point():
+            neg = torch.signbit(outside)
+            if bool(neg.any()):  # -0.0 from W * 0: keep the bits exact
+                entry["negative_zeros"] = pack_bits(neg)
+        masked[name] = entry
+
+    # Per-language bits at the union positions; identical masks stored once.
+    pathways: List[Dict[str, Tensor]] = []
+    pathway_of: Dict[str, int] = {}
+    seen: Dict[bytes, int] = {}
+    for lang in masks.languages:
+        m = masks.for_language(lang)
+        packed = {
+            n: pack_bits(m[n].detach().cpu().reshape(-1)[union[n]]) for n in masks.param_names
+        }
+        digest = hashlib.sha256(
+            b"".join(packed[n].numpy().tobytes() for n in masks.param_names)
+        ).digest()
+        if digest not in seen:
+            seen[digest] = len(pathways)
+            pathways.append(packed)
+        pathway_of[lang] = seen[digest]
+
+    masked_names = set(masked)
+    cpu_masks = {lang: {n: t.cpu() for n, t in md.items()} for lang, md in masks.masks.items()}
+    return {
+        "format": COMPACT_FORMAT,
+        "version": COMPACT_VERSION,
+        "keys": list(state_dict),  # the original order
+        "dense": {k: v for k, v in state_dict.items() if k not in masked_names},
+        "masked": masked,
+        "languages": masks.languages,
+        "param_names": masks.param_names,
+        "pathways": pathways,
+        "pathway_of": pathway_of,
+        "masks_meta": _jsonable(masks.meta),
+        "masks_checksum": _checksum(cpu_masks),
+    }
+
+
+def _check_compact(compact: Mapping[str, Any], where: str = "compact state dict") -> None:
+    if not isinstance(compact, Mapping) or compact.get("format") != COMPACT_FORMAT:
+        fmt = compact.get("format") if isinstance(compact, Mapping) else type(compact).__name__
+        raise CompactFormatError(f"{where}: not an {COMPACT_FORMAT} (format={fmt!r})")
+    if compact.get("version") != COMPACT_VERSION:
+        raise CompactFormatError(
+            f"{where}: unsupported version {compact.get('version')!r} "
+            f"(this code reads version {COMPACT_VERSION})"
+        )
+
+
+def expand_state_dict(
+    compact: Mapping[str, Any], where: str = "compact state dict"
+) -> Tuple[Dict[str, Any], PathwayMasks]:
+    """Inverse of :func:`compact_state_dict`: ``(dense state dict, PathwayMasks)``."""
+    _check_compact(compact, where)
+    masked = compact["masked"]
+    state: Dict[str, Any] = {}
+    union: Dict[str, Tensor] = {}
+    for name, entry in masked.items():
+        shape = tuple(entry["shape"])
+        flat_union = unpack_bits(entry["union"], (int(torch.Size(shape).numel()),))
+        values = entry["values"]
+        if values.numel() != int(flat_union.count_nonzero()):
+            raise CompactFormatError(
+                f"{where}: parameter {name!r} has {values.numel()} stored weights but its "
+                f"union keeps {int(flat_union.count_nonzero())}"
+            )
+        flat = values.new_zeros(flat_union.numel())
+        flat[flat_union] = values
+        if "negative_zeros" in entry:
+            n_out = int((~flat_union).count_nonzero())
+            neg = unpack_bits(entry["negative_zeros"], (n_out,))
+            outside = flat.new_zeros(n_out)
+            outside[neg] = -0.0
+            flat[~flat_union] = outside
+        state[name] = flat.reshape(shape)
+        union[name] = flat_union
+    dense = compact["dense"]
+    out = {}
+    for key in compact["keys"]:
+        out[key] = state[key] if key in state else dense[key]
+
+    names = list(compact["param_names"])
+    shared: Dict[int, Dict[str, Tensor]] = {}
+    masks: Dict[str, Dict[str, Tensor]] = {}
+    for lang in compact["languages"]:
+        idx = int(compact["pathway_of"][lang])
+        if idx not in shared:
+            packed = compact["pathways"][idx]
+            md = {}
+            for n in names:
+                u = union[n]
+                bits = unpack_bits(packed[n], (int(u.count_nonzero()),))
+                full = torch.zeros_like(u)
+                full[u] = bits
+                md[n] = full.reshape(tuple(masked[n]["shape"]))
+            shared[idx] = md
+        masks[lang] = shared[idx]
+    checksum = _checksum(masks)
+    if checksum != compact["masks_checksum"]:
+        raise CompactFormatError(
+            f"{where}: mask checksum mismatch (stored {compact['masks_checksum'][:12]}..., "
+            f"rebuilt {checksum[:12]}...): the file is corrupted"
+        )
+    return out, PathwayMasks(masks, dict(compact["masks_meta"]), source=where)
+
+
+def save_compact(state_dict: Mapping[str, Any], masks: PathwayMasks, path: PathLike) -> Dict[str, Any]:
+    compact = compact_state_dict(state_dict, masks)
+    torch.save(compact, str(path))
+    return compact
+
+
+def load_compact(path: PathLike) -> Tuple[Dict[str, Any], PathwayMasks]:
+    """Read and expand a compact file (``weights_only``: no code runs on load)."""
+    try:
+        compact = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise CompactFormatError(f"{path}: cannot read ({type(e).__name__}: {e})") from e
+    return expand_state_dict(compact, where=str(path))
+
+
+def is_compact_file(path: PathLike) -> bool:
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return isinstance(obj, dict) and obj.get("format") == COMPACT_FORMAT
+
+
+# --------------------------------------------------------------------------- packing
+
+#: Config entries that name files the model needs at inference (besides the model).
+PATH_KEYS: Tuple[Tuple[str, ...], ...] = (
+    ("bpemodel",),
+    ("normalize_conf", "stats_file"),
+    ("token_list",),
+)
+
+
+def _get(d: Mapping[str, Any], keys: Tuple[str, ...]) -> Any:
+    for k in keys:
+        if not isinstance(d, Mapping) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def _set(d: Dict[str, Any], keys: Tuple[str, ...], value: Any) -> None:
+    for k in keys[:-1]:
+        d = d[k]
+    d[keys[-1]] = value
+
+
+def _arcname(path: Path, root: Path, fallback_dir: str) -> str:
+    """ESPnet's naming (path relative to the recipe dir), else ``<fallback_dir>/<name>``."""
+    p = path.resolve()
+    try:
+        return str(p.relative_to(root.resolve()))
+    except ValueError:
+        return f"{fallback_dir}/{p.name}"
+
+
+def _place(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)  # no copy of a big model when on the same file system
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+@contextmanager
+def _chdir(path: Path) -> Iterator[None]:
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def pack_model(
+    asr_train_config: PathLike,
+    asr_model_file: PathLike,
+    outpath: PathLike,
+    pathway_masks: Optional[PathLike] = None,
+    compact: bool = False,
+    root: Optional[PathLike] = None,
+    option: Tuple[PathLike, ...] = (),
+) -> Dict[str, Any]:
+    """Pack a (pathway) transducer into an ESPnet model zip (see the module doc).
+
+    Relative paths in the config (``bpemodel``, ``normalize_conf.stats_file``, a
+    ``token_list`` file, ``pathway_masks``) are read relative to ``root`` (default: the
+    current directory, the recipe dir, as in ESPnet).  Inside the zip every file keeps
+    its path relative to ``root`` (outside ``root``: ``files/<name>``) and the config
+    names them by those paths, which ``espnet2.main_funcs.pack_funcs.unpack`` rewrites
+    to the unpacked locations.  Returns a summary (arcnames, sizes).
+    """
+    from espnet2.main_funcs.pack_funcs import pack
+
+    root = Path(root or ".").resolve()
+    outpath = Path(outpath).resolve()
+
+    def resolve(p: PathLike) -> Path:
+        p = Path(p)
+        return p if p.is_absolute() else root / p
+
+    cfg_path = resolve(asr_train_config)
+    with cfg_path.open(encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{cfg_path}: not a training config (a YAML mapping)")
+
+    mask_src = pathway_masks or cfg.get("pathway_masks")
+    masks = PathwayMasks.load(resolve(mask_src)) if mask_src else None
+    if compact and masks is None:
+        raise ValueError("--compact true needs pathway masks (--pathway_masks or the config's)")
+
+    placed: Dict[str, Path] = {}  # arcname -> source
+
+    def add(src: Path, fallback_dir: str = "files") -> str:
+        name = _arcname(src, root, fallback_dir)
+        base, i = name, 1
+        while name in placed and placed[name].resolve() != src.resolve():
+            stem, dot, ext = Path(base).name.partition(".")
+            name = str(Path(base).parent / f"{stem}_{i}{dot}{ext}")
+            i += 1
+        placed[name] = src
+        return name
+
+    for keys in PATH_KEYS:
+        value = _get(cfg, keys)
+        if not isinstance(value, str) or value in ("", "none", "None"):
+            continue
+        src = resolve(value)
+        if not src.exists():
+            raise FileNotFoundError(f"{cfg_path}: {'.'.join(keys)} names a missing file: {value}")
+        _set(cfg, keys, add(src))
+
+    model_dir = f"exp/{cfg_path.parent.name}"
+    cfg_arc = _arcname(cfg_path, root, model_dir)
+    model_src = resolve(asr_model_file)
+    if not model_src.exists():
+        raise FileNotFoundError(f"no such model file: {model_src}")
+
+    options = [resolve(o) for o in option]
+    outpath.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pathways_pack_", dir=outpath.parent) as tmp:
+        stage = Path(tmp)
+        files: Dict[str, str] = {}
+        if compact:
+            assert masks is not None
+            state = torch.load(str(model_src), map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "module" in state:
+                state = state["module"]
+            arc = f"{Path(cfg_arc).parent}/{model_src.stem}.compact.pth"
+            (stage / arc).parent.mkdir(parents=True, exist_ok=True)
+            save_compact(state, masks, stage / arc)
+            files[COMPACT_KEY] = arc
+            # The masks live in the compact file; unpack_model writes them out.
+            cfg["pathway_masks"] = None
+        else:
+            arc = _arcname(model_src, root, model_dir)
+            placed[arc] = model_src
+            files["asr_model_file"] = arc
+            if masks is not None:
+                m_arc = add(resolve(mask_src), model_dir)
+                cfg["pathway_masks"] = m_arc
+        for o in options:
+            add(o)
+        for name, src in placed.items():
+            _place(src, stage / name)
+        (stage / cfg_arc).parent.mkdir(parents=True, exist_ok=True)
+        with (stage / cfg_arc).open("w", encoding="utf-8") as f:
+            yaml.safe_dump(cfg, f, allow_unicode=True)
+        extra = [n for n in placed if n not in files.values()]
+        with _chdir(stage):
+            pack(files=files, yaml_files={"asr_train_config": cfg_arc}, option=extra,
+                 outpath=str(outpath))
+    summary = {
+        "outpath": str(outpath),
+        "compact": compact,
+        "files": files,
+        "asr_train_config": cfg_arc,
+        "extra": sorted(extra),
+        "size": outpath.stat().st_size,
+    }
+    logging.info("packed %s (%s, %.1f kB)", outpath, "compact" if compact else "dense",
+                 summary["size"] / 1e3)
+    return summary
+
+
+# --------------------------------------------------------------------------- unpacking
+
+
+def expand_compact_file(
+    compact_file: PathLike, asr_train_config: PathLike
+) -> Dict[str, str]:
+    """Expand an unpacked compact model once: writes ``<stem>.expanded/{model,masks}.pth``
+    beside it and points the (unpacked, hence ours) config's ``pathway_masks`` at the
+    masks.  Returns ``asr_model_file`` and ``pathway_masks``."""
+    from filelock import FileLock
+
+    compact_file = Path(compact_file)
+    out = compact_file.with_name(compact_file.name + ".expanded")
+    model_file, masks_file = out / "model.pth", out / "masks.pth"
+    done = out / ".done"
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out / ".lock")):
+        if not done.exists():
+            state, masks = load_compact(compact_file)
+            torch.save(state, str(model_file))
+            masks.save(masks_file)
+            done.write_text(str(compact_file) + "\n")
+        cfg_path = Path(asr_train_config)
+        with cfg_path.open(encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+        if cfg.get("pathway_masks") != str(masks_file):
+            cfg["pathway_masks"] = str(masks_file)
+            tmp = cfg_path.with_name(cfg_path.name + ".tmp")
+            with tmp.open("w", encoding="utf-8") as f:
+                yaml.safe_dump(cfg, f, allow_unicode=True)
+            tmp.replace(cfg_path)
+    return {"asr_model_file": str(model_file), "pathway_masks": str(masks_file)}
+
+
+def unpack_model(model_tag: PathLike, cachedir: Optional[PathLike] = None) -> Dict[str, str]:
+    """``ModelDownloader.download_and_unpack`` (a zip path, a model-zoo name or a Hugging
+    Face id), then expand a compact model.  Returns keyword arguments for
+    ``PathwaySpeech2Text``: ``asr_train_config``, ``asr_model_file`` (+ ``pathway_masks``
+    for a compact zip)."""
+    from espnet_model_zoo.downloader import ModelDownloader
+
+    d = ModelDownloader(cachedir) if cachedir is not None else ModelDownloader()
+    return expand_unpacked(d.download_and_unpack(str(model_tag)))
+
+
+def expand_unpacked(info: Mapping[str, str]) -> Dict[str, str]:
+    """The dict ``download_and_unpack`` returned, with a compact model expanded."""
+    info = dict(info)
+    if COMPACT_KEY in info:
+        compact_file = info.pop(COMPACT_KEY)
+        info.update(expand_compact_file(compact_file, info["asr_train_config"]))
+    return info
