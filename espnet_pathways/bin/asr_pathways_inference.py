@@ -16,7 +16,6 @@ path.  Writes ESPnet's ``<output_dir>/1best_recog/{text,token,token_int,score}``
 """
 import argparse
 import logging
-import sys
 import time
 from typing import List, Optional
 
@@ -24,6 +23,7 @@ from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 
+from espnet_pathways.bin._cli import run, setup_logging
 from espnet_pathways.languages import read_utt2lang
 
 
@@ -54,8 +54,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging(args.log_level)
     import torch
 
     from espnet2.fileio.sound_scp import SoundScpReader
@@ -124,8 +123,4 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    run(main)

@@ -17,10 +17,11 @@ or ``espnet_pathways.packing.unpack_model``.
 """
 import argparse
 import logging
-import sys
 from typing import List, Optional
 
 from espnet2.utils.types import str2bool, str_or_none
+
+from espnet_pathways.bin._cli import run, setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -41,8 +42,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> dict:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging(args.log_level)
     from espnet_pathways.packing import pack_model
 
     summary = pack_model(
@@ -56,8 +56,4 @@ def main(cmd: Optional[List[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    run(main)

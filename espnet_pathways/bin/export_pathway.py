@@ -16,11 +16,12 @@ asr_train_config=..., asr_model_file=...)`` gives what ``PathwaySpeech2Text`` gi
 """
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from espnet2.utils.types import str_or_none
+
+from espnet_pathways.bin._cli import run, setup_logging
 
 
 def export_pathway(
@@ -113,15 +114,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> Dict[str, Any]:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging(args.log_level)
     return export_pathway(args.asr_train_config, args.asr_model_file, args.lang,
                           args.out_dir, pathway_masks=args.pathway_masks)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    run(main)

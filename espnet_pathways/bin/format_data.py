@@ -10,11 +10,11 @@ bad utterances.  With ``--split_languages true`` also writes ``<dst>_<lang>`` pe
 """
 import argparse
 import logging
-import sys
 from typing import List, Optional
 
 from espnet2.utils.types import str2bool
 
+from espnet_pathways.bin._cli import run, setup_logging
 from espnet_pathways.datadir import DataDir, check_datadir, languages_in, write_datadir
 
 
@@ -34,8 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging(args.log_level)
     src = DataDir.read(args.src)
     utts, num_samples = check_datadir(src, args.languages, args.fs, args.max_bad_fraction)
     write_datadir(src, utts, num_samples, args.languages, args.dst)
@@ -49,8 +48,4 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    run(main)

@@ -12,10 +12,10 @@ with its own language's model, which training then reads as ``token_type: word``
 """
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_pathways.bin._cli import run, setup_logging
 from espnet_pathways import tokens
 from espnet_pathways.languages import read_utt2lang
 
@@ -38,8 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging(args.log_level)
     text = tokens.read_text(args.text)
     if args.mode == "shared":
         tokens.make_shared(text, args.out_dir, args.vocab_size, args.model_type)
@@ -57,8 +56,4 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    run(main)

@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import torch
 
+from espnet_pathways.bin._cli import run, setup_logging
 from espnet_pathways.masks import PathwayMasks
 from espnet_pathways.pruning import random_masks
 
@@ -141,14 +141,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging(args.log_level)
     args.func(args)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    run(main)
