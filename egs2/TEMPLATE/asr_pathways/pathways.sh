@@ -365,7 +365,9 @@ stage_results() {
   local args=()
   for s in ${systems}; do [ -d "${expdir}/asr_${s}" ] && system_info "$s"; done
   for s in ${systems}; do args+=(--system "${s}=${expdir}/asr_${s}"); done
-  for c in ${result_configs:-${dense_tag}=${dense_config}}; do args+=(--config "$c"); done
+  local configs="${dense_tag}=${dense_config} dense_small=${dense_small_config} lsp=${prune_config}"
+  configs+=" lap=${lap_config} pathways=${pathways_config}"
+  for c in ${result_configs:-$configs}; do args+=(--config "$c"); done
   [ -f data/local/corpus_summary.tsv ] && args+=(--data_summary data/local/corpus_summary.tsv)
   [ -f "${expdir}/masks/overlap.json" ] && args+=(--overlap_json "${expdir}/masks/overlap.json")
   ${python} -m espnet_pathways.bin.make_results --out "$results" "${args[@]}" \
