@@ -10,7 +10,7 @@ egs2/TEMPLATE/asr_pathways/setup.sh .
 egs2/TEMPLATE/asr_pathways/pathways.sh \
   --languages "en fr it nl" \
   --train_set train --valid_set dev --test_sets test \
-  --token_mode shared --nbpe 100 \
+  --token_mode shared --bpe_model_type char --nbpe 80 \
   --dense_config conf/train_dense.yaml \
   --decode_config conf/decode.yaml \
   --nj 2 \
