@@ -70,7 +70,7 @@ decode_tag=decode_streaming
 systems=""
 results=RESULTS.md
 # Packing (stage 15) and upload (stage 16)
-pack_systems=pathways_imp    # systems packed into exp/asr_<sys>/<sys>.zip (ESPnet's model zip)
+pack_systems="dense pathways_imp"  # packed into exp/asr_<sys>/<sys>.zip (ESPnet's model zip)
 pack_compact=true            # store only the weights inside the union + bit-packed masks
 hf_repo=""                   # stage 16: Hugging Face repo id, e.g. user/espnet_pathways_4lang
 
@@ -396,9 +396,10 @@ stage_pack() {
     local dir=${expdir}/asr_${s}
     local masks=${expdir}/masks/lsp_${s#pathways_}.pth
     [ "$s" = pathways_random ] && masks=${expdir}/masks/random.pth
-    local margs=(); [ -f "$masks" ] && margs=(--pathway_masks "$masks")
+    local margs=() compact=false
+    if [ -f "$masks" ]; then margs=(--pathway_masks "$masks"); compact=$pack_compact; fi
     ${python} -m espnet_pathways.bin.asr_pathways_pack --asr_train_config "${dir}/config.yaml" \
-      --asr_model_file "${dir}/${inference_model}" "${margs[@]}" --compact "$pack_compact" \
+      --asr_model_file "${dir}/${inference_model}" "${margs[@]}" --compact "$compact" \
       --outpath "${dir}/${s}.zip"
     log "Packed ${dir}/${s}.zip ($(du -h "${dir}/${s}.zip" | cut -f1))"
   done
