@@ -270,6 +270,7 @@ def _arcname(path: Path, root: Path, fallback_dir: str) -> str:
 
 def _place(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
+    src = src.resolve()  # ESPnet's valid.loss.best.pth is a relative symlink: pack the file
     try:
         os.link(src, dst)  # no copy of a big model when on the same file system
     except OSError:
