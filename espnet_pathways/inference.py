@@ -34,6 +34,9 @@ class PathwaySpeech2Text(Speech2Text):
             (none for a dense model).
         lang: the language decoded until ``set_language`` (or a call's ``lang=``) says
             otherwise.
+        exact_streaming: feed the Conformer encoder chunk by chunk exactly as offline
+            (:mod:`espnet_pathways.streaming`); False: ESPnet's ``OnlineAudioProcessor``,
+            which loses about one encoder frame per chunk.
         **kwargs: as :class:`espnet2.bin.asr_transducer_inference.Speech2Text`.
     """
 
@@ -42,6 +45,7 @@ class PathwaySpeech2Text(Speech2Text):
         *args: Any,
         pathway_masks: Union[str, Path, None] = None,
         lang: Optional[str] = None,
+        exact_streaming: bool = True,
         **kwargs: Any,
     ) -> None:
         # ESPnet's Speech2Text builds the model with ASRTransducerTask, whose build_model
@@ -72,6 +76,14 @@ class PathwaySpeech2Text(Speech2Text):
                 self.languages = masks.languages
         self.lang: Optional[str] = None
         self._in_stream = False
+        # Exact chunking for ESPnet's Conformer (see espnet_pathways.streaming); other
+        # encoders keep ESPnet's OnlineAudioProcessor path.
+        self.exact_stream = None
+        if self.streaming and exact_streaming:
+            from espnet_pathways.streaming import ExactStreamingInput, supports_exact_streaming
+
+            if supports_exact_streaming(self.asr_model):
+                self.exact_stream = ExactStreamingInput(self.asr_model)
         if lang is not None:
             self.set_language(lang)
 
@@ -131,7 +143,31 @@ class PathwaySpeech2Text(Speech2Text):
         encoder = self.asr_model.encoder
         if hasattr(encoder, "final_chunk"):  # EmformerEncoder: flush its buffered frames
             encoder.final_chunk = is_final
-        return super().streaming_decode(speech, is_final=is_final)
+        if self.exact_stream is None:
+            return super().streaming_decode(speech, is_final=is_final)
+        if isinstance(speech, np.ndarray):
+            speech = torch.tensor(speech)
+        speech = speech.to(device=self.device, dtype=getattr(torch, self.dtype))
+        x = self.exact_stream.embed(self.exact_stream.features(speech, is_final))
+        if x.size(1) > 0:
+            enc_out = self.exact_stream.encode(x, self.num_processed_frames, self.left_context)
+            self.num_processed_frames += enc_out.size(1)
+            nbest_hyps = self.beam_search(enc_out[0], is_final=is_final)
+        elif is_final:  # nothing new: close the search with what it has
+            nbest_hyps = self.beam_search(
+                torch.zeros(0, encoder.output_size, device=self.device), is_final=True
+            )
+        else:
+            nbest_hyps = self.beam_search.search_cache or []
+        if is_final:
+            self.reset_streaming_cache()
+        return nbest_hyps
+
+    def reset_streaming_cache(self) -> None:
+        """ESPnet's reset, plus the exact-chunking buffers."""
+        super().reset_streaming_cache()
+        if getattr(self, "exact_stream", None) is not None:
+            self.exact_stream.reset()
 
     def decode_streaming_utterance(
         self, speech: Union[torch.Tensor, np.ndarray], lang: Optional[str] = None

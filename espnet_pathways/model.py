@@ -3,8 +3,9 @@
 ``PathwayTransducerModel`` is ESPnet's ``ESPnetASRTransducerModel`` with three changes:
 
 1. The RNN-T loss is ``torchaudio.functional.rnnt_loss`` (ESPnet's default imports
-   ``warprnnt_pytorch``, which is not on PyPI).  It is computed here, where a reader can
-   see it.
+   ``warprnnt_pytorch``, which is not on PyPI), or the same loss written in PyTorch ops
+   (``rnnt_loss_impl: pytorch``, several times faster on CPU; see
+   :mod:`espnet_pathways.rnnt_loss`).  It is computed here, where a reader can see it.
 2. Every batch carries each utterance's language id (``lang``, from ``utt2lang_id``).
    The dense model only checks it; it is what selects a pathway.
 3. With pathway masks set (``set_pathway_masks``), the batch is split by language and
@@ -31,14 +32,28 @@ from espnet_pathways.languages import check_languages
 
 
 class PathwayTransducerModel(ESPnetASRTransducerModel):
-    """ESPnet transducer with torchaudio's RNN-T loss and per-language pathways.
+    """ESPnet transducer with our own RNN-T loss and per-language pathways.
 
     Args:
         languages: the recipe's language list; ``lang`` ids index into it.
+        rnnt_loss_impl: "torchaudio" (reference) or "pytorch" (faster on CPU).
         *args, **kwargs: as :class:`ESPnetASRTransducerModel`.
     """
 
-    def __init__(self, *args, languages: Sequence[str] = (), **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        languages: Sequence[str] = (),
+        rnnt_loss_impl: str = "torchaudio",
+        **kwargs,
+    ) -> None:
+        from espnet_pathways.rnnt_loss import LOSS_IMPLEMENTATIONS
+
+        if rnnt_loss_impl not in LOSS_IMPLEMENTATIONS:
+            raise ValueError(
+                f"model_conf.rnnt_loss_impl={rnnt_loss_impl!r}: choose one of "
+                f"{', '.join(LOSS_IMPLEMENTATIONS)}"
+            )
         if kwargs.get("fastemit_lambda", 0.0) > 0.0:
             raise ValueError(
                 "fastemit_lambda > 0 is not supported: the loss is "
@@ -47,6 +62,7 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
         if kwargs.get("use_k2_pruned_loss", False):
             raise ValueError("use_k2_pruned_loss is not supported (k2 is not installed)")
         super().__init__(*args, **kwargs)
+        self.rnnt_loss_impl = rnnt_loss_impl
         self.languages: List[str] = check_languages(languages) if languages else []
         # Set by set_pathway_masks(); None means the dense model.
         self.pathway_masks = None
@@ -152,21 +168,22 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
         t_len: torch.Tensor,
         u_len: torch.Tensor,
     ) -> torch.Tensor:
-        """RNN-T loss with torchaudio (mean over the batch, like ESPnet's default).
+        """RNN-T loss, mean over the batch (like ESPnet's default).
 
-        ``joint_out`` holds unnormalised logits (B, T, U+1, V); torchaudio applies the
-        log-softmax itself (``fused_log_softmax``).  Targets and lengths must be int32.
+        ``joint_out`` holds unnormalised logits (B, T, U+1, V); both implementations apply
+        the log-softmax themselves.
         """
-        import torchaudio.functional as taF
+        from espnet_pathways.rnnt_loss import rnnt_loss
 
         with torch.autocast(device_type=joint_out.device.type, enabled=False):
-            return taF.rnnt_loss(
+            return rnnt_loss(
                 joint_out.float(),
-                target.to(torch.int32),
-                t_len.to(device=joint_out.device, dtype=torch.int32),
-                u_len.to(device=joint_out.device, dtype=torch.int32),
+                target,
+                t_len,
+                u_len,
                 blank=0,
                 reduction="mean",
+                implementation=self.rnnt_loss_impl,
             )
 
 

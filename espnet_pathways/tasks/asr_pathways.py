@@ -130,10 +130,18 @@ class ASRPathwaysTask(ASRTransducerTask):
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> PathwayTransducerModel:
         """Build ESPnet's transducer modules, then the pathway model around them."""
-        if (getattr(args, "encoder", None) or "conformer") == "conformer":
-            base = super().build_model(args)
-        else:
-            base = cls._build_base_model(args)
+        # Our model's own options are not ESPnetASRTransducerModel's: keep them out of
+        # the base build, pass them to PathwayTransducerModel below.
+        model_conf = dict(args.model_conf or {})
+        loss_impl = model_conf.pop("rnnt_loss_impl", "torchaudio")
+        args.model_conf = model_conf
+        try:
+            if (getattr(args, "encoder", None) or "conformer") == "conformer":
+                base = super().build_model(args)
+            else:
+                base = cls._build_base_model(args)
+        finally:
+            args.model_conf = dict(args.model_conf, rnnt_loss_impl=loss_impl)
         languages = list(getattr(args, "languages", None) or [])
         model = PathwayTransducerModel(
             vocab_size=base.vocab_size,

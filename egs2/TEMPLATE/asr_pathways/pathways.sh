@@ -54,7 +54,7 @@ bpe_model_type=unigram
 dense_config=conf/train_dense.yaml
 dense_tag=dense
 train_args=""
-inference_model=valid.loss.best.pth  # a 3-epoch run: averaging in epoch 1 hurts (CER 64% vs 39%)
+inference_model=valid.loss.best.pth  # short runs: averaging in early epochs hurts (CER 64% vs 39% at 3 epochs)
 # Pathways (stages 6-10); systems are named after their exp dirs (exp/asr_<name>)
 dense_small_config=conf/train_dense_small.yaml
 prune_config=conf/prune_lsp.yaml         # language-specific pruning (one run per language)

@@ -1,0 +1,153 @@
+"""Chunk-by-chunk encoder input that equals the full-utterance encoder input.
+
+ESPnet's streaming path (``OnlineAudioProcessor`` + ``Encoder.chunk_forward``) computes
+the features of each chunk with a fixed overlap and then drops the first and last
+subsampled frame of every chunk.  The bookkeeping does not line up with the stride-4
+convolutional input layer: a 640 ms chunk gives 15 encoder frames instead of 16, the
+first chunk 12, and the last chunk is padded with zeros -- a 1.9 s utterance gives 42
+encoder frames streamed against 46 offline.  Every chunk boundary drops audio the model
+never sees, which shows up as deleted words.
+
+:class:`ExactStreamingInput` does the same job exactly:
+
+* **features** -- frame ``j`` of ESPnet's STFT (``center=True``) covers samples
+  ``[j*hop - n_fft/2, j*hop + n_fft/2)``.  Each call computes the frames whose window is
+  complete, from a segment that starts ``ceil(n_fft/2 / hop)`` frames early so no frame
+  it keeps touches the segment's padded edge.  The final call pads the end the way the
+  offline frontend does.  Streamed frames are the offline frames (same values, same count).
+* **convolutional input** -- with a stride-``s`` valid convolution stack, output ``k``
+  reads input frames ``[s*k, s*k + min_frame_length)``.  The feature buffer always starts
+  at ``s*k`` for the next output ``k``, so each output is computed once, as offline.
+* **encoder body** -- ESPnet's own ``encoders.chunk_forward`` with its left-context cache
+  (the Conformer's attention and causal convolution), unchanged.
+
+So the only difference from offline decoding left is the one the model was trained for
+(dynamic chunk training): the attention sees the current chunk and ``left_context`` frames.
+``tests/test_inference.py`` checks the streamed features, the encoder frame count, and the
+first chunk's encoder output against the offline computation.
+
+It applies to ESPnet's Conformer ``Encoder`` with its non-VGG ``ConvInput`` (the
+recipe's encoder), a frontend with an STFT and global (or no) feature normalisation;
+other models keep ESPnet's path (:func:`supports_exact_streaming`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+
+def supports_exact_streaming(model: torch.nn.Module) -> bool:
+    """True for ESPnet's Conformer encoder with a valid-convolution input, an STFT
+    frontend and a per-frame normalisation (global MVN or none; an utterance MVN needs
+    the whole utterance, so no chunked computation can equal it)."""
+    from espnet2.asr_transducer.encoder.blocks.conv_input import ConvInput
+    from espnet2.asr_transducer.encoder.encoder import Encoder
+    from espnet2.layers.global_mvn import GlobalMVN
+
+    encoder = getattr(model, "encoder", None)
+    frontend = getattr(model, "frontend", None)
+    stft = getattr(frontend, "stft", None)
+    return (
+        isinstance(encoder, Encoder)
+        and isinstance(encoder.embed, ConvInput)
+        and not encoder.embed.vgg_like
+        and stft is not None
+        and getattr(stft, "center", False)
+        and (model.normalize is None or isinstance(model.normalize, GlobalMVN))
+    )
+
+
+class ExactStreamingInput:
+    """Turns audio chunks into the encoder frames of the offline computation.
+
+    Args:
+        model: an ESPnet transducer (``frontend``, ``normalize``, ``encoder``) for which
+            :func:`supports_exact_streaming` holds.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        if not supports_exact_streaming(model):
+            raise ValueError("exact streaming needs ESPnet's Conformer encoder with ConvInput")
+        self.model = model
+        stft = model.frontend.stft
+        self.hop = int(stft.hop_length)
+        self.half_window = int(stft.n_fft) // 2
+        # A kept frame must not reach the reflected padding at the segment's left edge.
+        self.lead_frames = math.ceil(self.half_window / self.hop)
+        embed = model.encoder.embed
+        self.stride = int(embed.subsampling_factor)
+        self.min_frames = int(embed.min_frame_length)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the current stream (call between utterances)."""
+        self.samples = torch.zeros(0)
+        self.samples_start = 0  # global index of self.samples[0]
+        self.total_samples = 0
+        self.next_frame = 0  # global index of the next feature frame to emit
+        self.feats: Optional[torch.Tensor] = None  # features not yet consumed by the embed
+
+    # ------------------------------------------------------------------ features
+    def features(self, chunk: torch.Tensor, is_final: bool) -> torch.Tensor:
+        """Normalised feature frames that became complete with ``chunk``: (1, n, D)."""
+        chunk = chunk.reshape(-1).to(torch.float32)
+        self.samples = torch.cat([self.samples.to(chunk.device), chunk])
+        self.total_samples += chunk.numel()
+        if is_final:
+            last = self.total_samples // self.hop  # offline: 1 + S // hop frames
+            if self.total_samples <= self.half_window:
+                last = -1  # too short for the STFT's reflected padding, offline too
+        else:
+            if self.total_samples <= self.half_window:
+                return self._empty()
+            last = (self.total_samples - self.half_window) // self.hop
+        if last < self.next_frame:
+            return self._empty()
+        first_in_segment = max(self.next_frame - self.lead_frames, 0)
+        start = first_in_segment * self.hop
+        segment = self.samples[start - self.samples_start:]
+        feats, feats_len = self.model._extract_feats(
+            segment.unsqueeze(0), torch.tensor([segment.numel()], device=segment.device)
+        )
+        if self.model.normalize is not None:
+            feats, feats_len = self.model.normalize(feats, feats_len)
+        feats = feats[:, self.next_frame - first_in_segment:last - first_in_segment + 1]
+        self.next_frame = last + 1
+        # Keep the samples the next call's segment starts from.
+        keep_from = max(self.next_frame - self.lead_frames, 0) * self.hop
+        self.samples = self.samples[keep_from - self.samples_start:]
+        self.samples_start = keep_from
+        return feats
+
+    def _empty(self) -> torch.Tensor:
+        dim = self.feats.size(-1) if self.feats is not None else 0
+        return torch.zeros(1, 0, dim)
+
+    # ------------------------------------------------------------------ encoder
+    def embed(self, feats: torch.Tensor) -> torch.Tensor:
+        """Convolutional-input outputs that became complete with ``feats``: (1, n, D)."""
+        if feats.size(1) > 0:
+            self.feats = feats if self.feats is None else torch.cat([self.feats, feats], dim=1)
+        if self.feats is None or self.feats.size(1) < self.min_frames:
+            return self.feats.new_zeros(1, 0, 0) if self.feats is not None else torch.zeros(1, 0, 0)
+        x, _ = self.model.encoder.embed(self.feats, None)
+        self.feats = self.feats[:, self.stride * x.size(1):]
+        return x
+
+    def encode(
+        self, x: torch.Tensor, processed_frames: torch.Tensor, left_context: int
+    ) -> torch.Tensor:
+        """ESPnet's ``Encoder.chunk_forward`` after the embedding, without its trimming."""
+        encoder = self.model.encoder
+        pos_enc = encoder.pos_enc(x, left_context=left_context)
+        processed_mask = (
+            torch.arange(left_context, device=x.device).view(1, left_context).flip(1)
+            >= processed_frames
+        )
+        mask = torch.cat(
+            [processed_mask, torch.zeros(1, x.size(1), dtype=torch.bool, device=x.device)],
+            dim=1,
+        )
+        return encoder.encoders.chunk_forward(x, pos_enc, mask, left_context=left_context)
