@@ -93,3 +93,18 @@ def test_decoding_was_streaming_and_rerun_skips_done_work(recipe):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "already trained with this config" in proc.stdout
     assert "decoded already; skipping" in proc.stdout
+
+
+def test_systems_dense_trains_and_reports_the_dense_model_alone(recipe):
+    """``--systems dense`` (the dense-only run): stages 6-10 train nothing."""
+    d, cmd = recipe
+    proc = run(cmd + ["--stage", "4", "--stop_stage", "15", "--systems", "dense",
+                      "--expdir", "exp_dense", "--results", "RESULTS_dense.md"], d, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert proc.stdout.count("skipped: no system in --systems (dense) needs it") == 5
+    trained = sorted(p.name for p in (d / "exp_dense").glob("asr_*") if p.name != "asr_stats_shared30")
+    assert trained == ["asr_dense"], trained
+    assert (d / "exp_dense/asr_dense/dense.zip").is_file()
+    rows = [line for line in (d / "RESULTS_dense.md").read_text().splitlines()
+            if line.startswith("| dense")]
+    assert len(rows) == 1 and rows[0].startswith("| dense |"), rows

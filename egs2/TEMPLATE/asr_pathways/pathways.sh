@@ -23,7 +23,8 @@ Options (defaults in brackets; see docs/recipe.md):
   --nbpe N                    pieces (per language if merged) [256]
   --dense_config FILE         dense training config
   --decode_config FILE        decoding config
-  --systems \"name ...\"        systems decoded, scored and tabulated
+  --systems \"name ...\"        systems trained, decoded, scored and tabulated
+                              (e.g. \"dense\": the dense model alone)
                               [dense dense_small lsp_imp lsp_lth lap pathways_imp pathways_lth pathways_random]
   --target_sparsity S         per-language sparsity of every pruned system [0.7]
 "
@@ -109,6 +110,16 @@ run_stage() {
     log "Stage ${n} done in ${dt} s"
   fi
 }
+
+# wanted SYSTEM...: true if any of the given systems is in --systems.  Stages 6-10 train
+# only what the selected systems need (pathways need the LSP masks they are made of).
+wanted() {
+  local s
+  for s in "$@"; do case " ${systems} " in *" ${s} "*) return 0 ;; esac; done
+  return 1
+}
+
+skip() { log "skipped: no system in --systems (${systems}) needs it"; }
 
 data_args() {  # --{train,valid}_data_path_and_name_and_type for ESPnet's loader
   local which=$1 dir=$2
@@ -221,11 +232,13 @@ stage_train_dense() {
 dense_model() { echo "${expdir}/asr_${dense_tag}/${inference_model}"; }
 
 stage_train_dense_small() {
+  wanted dense_small || { skip; return; }
   train_system dense_small "$dense_small_config"
 }
 
 # Language-specific pruning: IMP (and LTH) of the dense model on each language alone.
 stage_lsp() {
+  wanted lsp_imp lsp_lth pathways_imp pathways_lth pathways_random || { skip; return; }
   local prune="--init_param $(dense_model) --pruning_target_sparsity ${target_sparsity}"
   for lang in ${languages}; do
     sub=_${lang} train_system "lsp_imp_${lang}" "$prune_config" ${prune} \
@@ -237,12 +250,14 @@ stage_lsp() {
 
 # Language-agnostic pruning: IMP on the pooled data, one mask shared by all languages.
 stage_lap() {
+  wanted lap || { skip; return; }
   train_system lap "$lap_config" --init_param "$(dense_model)" --pruning imp \
     --pruning_shared true --pruning_target_sparsity "${target_sparsity}"
 }
 
 # Mask sets for pathway training: the LSP masks combined, and random masks.
 stage_masks() {
+  wanted pathways_imp pathways_lth pathways_random || { skip; return; }
   local m=${expdir}/masks; mkdir -p "$m"
   for kind in imp lth; do
     local specs=()
@@ -257,7 +272,9 @@ stage_masks() {
 
 # Pathway training: dense weights, per-language masks, all languages jointly.
 stage_pathways() {
+  wanted pathways_imp pathways_lth pathways_random || { skip; return; }
   for kind in imp lth random; do
+    wanted "pathways_${kind}" || continue
     local masks=${expdir}/masks/lsp_${kind}.pth
     [ "$kind" = random ] && masks=${expdir}/masks/random.pth
     train_system "pathways_${kind}" "$pathways_config" --init_param "$(dense_model)" \
@@ -393,6 +410,7 @@ stage_plots() {
 # masks, bpe model and feature stats; loads with PathwaySpeech2Text.from_pretrained.
 stage_pack() {
   for s in ${pack_systems}; do
+    wanted "$s" || { log "${s}: not in --systems; not packed"; continue; }
     local dir=${expdir}/asr_${s}
     local masks=${expdir}/masks/lsp_${s#pathways_}.pth
     [ "$s" = pathways_random ] && masks=${expdir}/masks/random.pth
@@ -410,6 +428,7 @@ stage_pack() {
 stage_upload() {
   [ -n "$hf_repo" ] || { log "--hf_repo not given: nothing to upload"; return; }
   for s in ${pack_systems}; do
+    wanted "$s" || continue
     ${python} -m espnet_pathways.bin.hf_upload --model "${expdir}/asr_${s}/${s}.zip" --repo_id "${hf_repo}"
   done
 }
