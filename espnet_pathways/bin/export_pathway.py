@@ -6,8 +6,8 @@
         --asr_model_file exp/asr_pathways_imp/valid.loss.best.pth \
         --pathway_masks exp/masks/lsp_imp.pth --lang it --out_dir exp/export_it
 
-Writes ``<out_dir>/config.yaml`` (the training config with ``pathway_masks: null`` and
-``languages: [it]``), ``<out_dir>/model.pth`` whose masked weights are ``W * m_it`` (the
+Writes ``<out_dir>/config.yaml`` (the training config with ``pathway_masks: null``,
+``languages: [it]`` and without our ``model_conf.rnnt_loss_impl``), ``<out_dir>/model.pth`` whose masked weights are ``W * m_it`` (the
 pathway's zeros are real zeros) and ``<out_dir>/export.yaml`` (source, language,
 sparsity).  Plain ESPnet decodes it: ``espnet2.bin.asr_transducer_inference.Speech2Text(
 asr_train_config=..., asr_model_file=...)`` gives what ``PathwaySpeech2Text`` gives for
@@ -65,6 +65,9 @@ def export_pathway(
 
     cfg["pathway_masks"] = None
     cfg["languages"] = [lang]
+    # Options of our model that ESPnet's ESPnetASRTransducerModel does not take.
+    cfg["model_conf"] = {k: v for k, v in (cfg.get("model_conf") or {}).items()
+                         if k != "rnnt_loss_impl"}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "config.yaml").open("w", encoding="utf-8") as f:
