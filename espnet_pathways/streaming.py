@@ -59,6 +59,11 @@ def supports_exact_streaming(model: torch.nn.Module) -> bool:
     )
 
 
+def _no_frames() -> torch.Tensor:
+    """What a call returns when no new frame is complete: (1, 0, 0)."""
+    return torch.zeros(1, 0, 0)
+
+
 class ExactStreamingInput:
     """Turns audio chunks into the encoder frames of the offline computation.
 
@@ -85,7 +90,6 @@ class ExactStreamingInput:
         """Forget the current stream (call between utterances)."""
         self.samples = torch.zeros(0)
         self.samples_start = 0  # global index of self.samples[0]
-        self.total_samples = 0
         self.next_frame = 0  # global index of the next feature frame to emit
         self.feats: Optional[torch.Tensor] = None  # features not yet consumed by the embed
 
@@ -94,17 +98,16 @@ class ExactStreamingInput:
         """Normalised feature frames that became complete with ``chunk``: (1, n, D)."""
         chunk = chunk.reshape(-1).to(torch.float32)
         self.samples = torch.cat([self.samples.to(chunk.device), chunk])
-        self.total_samples += chunk.numel()
         if is_final:
             last = self.total_samples // self.hop  # offline: 1 + S // hop frames
             if self.total_samples <= self.half_window:
                 last = -1  # too short for the STFT's reflected padding, offline too
         else:
             if self.total_samples <= self.half_window:
-                return self._empty()
+                return _no_frames()
             last = (self.total_samples - self.half_window) // self.hop
         if last < self.next_frame:
-            return self._empty()
+            return _no_frames()
         first_in_segment = max(self.next_frame - self.lead_frames, 0)
         start = first_in_segment * self.hop
         segment = self.samples[start - self.samples_start:]
@@ -121,9 +124,10 @@ class ExactStreamingInput:
         self.samples_start = keep_from
         return feats
 
-    def _empty(self) -> torch.Tensor:
-        dim = self.feats.size(-1) if self.feats is not None else 0
-        return torch.zeros(1, 0, dim)
+    @property
+    def total_samples(self) -> int:
+        """Samples received in this stream so far."""
+        return self.samples_start + self.samples.numel()
 
     # ------------------------------------------------------------------ encoder
     def embed(self, feats: torch.Tensor) -> torch.Tensor:
@@ -131,7 +135,7 @@ class ExactStreamingInput:
         if feats.size(1) > 0:
             self.feats = feats if self.feats is None else torch.cat([self.feats, feats], dim=1)
         if self.feats is None or self.feats.size(1) < self.min_frames:
-            return self.feats.new_zeros(1, 0, 0) if self.feats is not None else torch.zeros(1, 0, 0)
+            return _no_frames()
         x, _ = self.model.encoder.embed(self.feats, None)
         self.feats = self.feats[:, self.stride * x.size(1):]
         return x
