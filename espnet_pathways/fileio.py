@@ -1,0 +1,107 @@
+"""Writing outputs so that nothing already produced is lost, and reading Kaldi files.
+
+Every tool of the plugin writes through these helpers:
+
+* :func:`atomic_output` / :func:`atomic_write_text`: the output is written under a
+  temporary name in the same directory and moved into place (``os.replace``) only when it
+  is complete, so a run that stops half-way leaves any earlier complete output as it was
+  and readers never see a half-written file.
+* :func:`exclusive_lock`: an advisory ``flock`` on ``<dir>/.lock`` so that two runs
+  writing the same output directory are refused instead of silently merged.
+* :func:`read_two_columns`: ESPnet's own Kaldi two-column reader
+  (``espnet2.fileio.read_text.read_2columns_text``), with errors that name the file.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterator, Union
+
+PathLike = Union[str, Path]
+
+__all__ = [
+    "OutputLockedError",
+    "atomic_output",
+    "atomic_write_text",
+    "exclusive_lock",
+    "read_two_columns",
+]
+
+
+class OutputLockedError(RuntimeError):
+    """Another process holds the lock of an output directory."""
+
+
+@contextlib.contextmanager
+def atomic_output(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` on success.
+
+    On an exception (or ``KeyboardInterrupt``) the temporary file is removed and
+    ``path`` keeps whatever it held before.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def exclusive_lock(directory: PathLike, what: str = "this output directory") -> Iterator[Path]:
+    """Hold an exclusive, non-blocking ``flock`` on ``<directory>/.lock``.
+
+    A second holder gets :class:`OutputLockedError` at once, naming the directory.  The
+    lock is released when the process ends, however it ends (a stale ``.lock`` file left
+    behind by ``kill -9`` is harmless: ``flock`` locks die with their process).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_path = directory / ".lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise OutputLockedError(
+                    f"{directory}: another run is writing {what} (lock {lock_path}); "
+                    "wait for it or choose another output directory"
+                ) from None
+            raise
+        yield lock_path
+    finally:
+        os.close(fd)
+
+
+def read_two_columns(path: PathLike) -> Dict[str, str]:
+    """A Kaldi two-column file (``key value...``) as a dict, via ESPnet's reader.
+
+    Errors name the file: a missing file is ``FileNotFoundError`` with the path, a
+    duplicated key or malformed line ``ValueError`` with the path.
+    """
+    from espnet2.fileio.read_text import read_2columns_text
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        return dict(read_2columns_text(path))
+    except RuntimeError as e:  # ESPnet raises RuntimeError for duplicated keys
+        raise ValueError(f"{path}: {e}") from None
