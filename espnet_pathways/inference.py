@@ -34,9 +34,9 @@ class PathwaySpeech2Text(Speech2Text):
             (none for a dense model).
         lang: the language decoded until ``set_language`` (or a call's ``lang=``) says
             otherwise.
-        exact_streaming: feed the Conformer encoder chunk by chunk exactly as offline
-            (:mod:`espnet_pathways.streaming`); False: ESPnet's ``OnlineAudioProcessor``,
-            which loses about one encoder frame per chunk.
+        exact_streaming: feed the encoder (Conformer or Emformer) chunk by chunk exactly
+            as offline (:mod:`espnet_pathways.streaming`); False: ESPnet's
+            ``OnlineAudioProcessor``, which loses about one feature frame per chunk.
         **kwargs: as :class:`espnet2.bin.asr_transducer_inference.Speech2Text`.
     """
 
@@ -76,8 +76,8 @@ class PathwaySpeech2Text(Speech2Text):
                 self.languages = masks.languages
         self.lang: Optional[str] = None
         self._in_stream = False
-        # Exact chunking for ESPnet's Conformer (see espnet_pathways.streaming); other
-        # encoders keep ESPnet's OnlineAudioProcessor path.
+        # Exact chunking for ESPnet's Conformer and the Emformer (see
+        # espnet_pathways.streaming); other models keep ESPnet's OnlineAudioProcessor path.
         self.exact_stream = None
         if self.streaming and exact_streaming:
             from espnet_pathways.streaming import ExactStreamingInput, supports_exact_streaming
@@ -149,8 +149,12 @@ class PathwaySpeech2Text(Speech2Text):
             speech = torch.tensor(speech)
         speech = speech.to(device=self.device, dtype=getattr(torch, self.dtype))
         x = self.exact_stream.embed(self.exact_stream.features(speech, is_final))
-        if x.size(1) > 0:
-            enc_out = self.exact_stream.encode(x, self.num_processed_frames, self.left_context)
+        # The Emformer may hold frames back (a segment waits for its right context) and
+        # emits them on the final chunk even when that chunk brings no new frame.
+        enc_out = self.exact_stream.encode(
+            x, self.num_processed_frames, self.left_context, is_final=is_final
+        )
+        if enc_out.size(1) > 0:
             self.num_processed_frames += enc_out.size(1)
             nbest_hyps = self.beam_search(enc_out[0], is_final=is_final)
         elif is_final:  # nothing new: close the search with what it has

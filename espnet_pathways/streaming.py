@@ -15,20 +15,28 @@ never sees, which shows up as deleted words.
   complete, from a segment that starts ``ceil(n_fft/2 / hop)`` frames early so no frame
   it keeps touches the segment's padded edge.  The final call pads the end the way the
   offline frontend does.  Streamed frames are the offline frames (same values, same count).
-* **convolutional input** -- with a stride-``s`` valid convolution stack, output ``k``
-  reads input frames ``[s*k, s*k + min_frame_length)``.  The feature buffer always starts
+* **input layer** -- with a stride-``s`` input layer whose output ``k`` reads input
+  frames ``[s*k, s*k + min_frame_length)`` (ESPnet's valid-convolution ``ConvInput``; the
+  Emformer's frame stacking, ``min_frame_length = s``), the feature buffer always starts
   at ``s*k`` for the next output ``k``, so each output is computed once, as offline.
-* **encoder body** -- ESPnet's own ``encoders.chunk_forward`` with its left-context cache
-  (the Conformer's attention and causal convolution), unchanged.
+* **encoder body** -- for ESPnet's Conformer, its own ``encoders.chunk_forward`` with its
+  left-context cache (attention and causal convolution), unchanged.  For the Emformer,
+  :meth:`espnet_pathways.encoders.EmformerEncoder.stream_frames`: one ``Emformer.infer``
+  call per segment once its right context has arrived, the last segment flushed at the
+  end of the stream with the zero look-ahead that the offline ``forward`` pads.
 
-So the only difference from offline decoding left is the one the model was trained for
-(dynamic chunk training): the attention sees the current chunk and ``left_context`` frames.
-``tests/test_inference.py`` checks the streamed features, the encoder frame count, and the
-first chunk's encoder output against the offline computation.
+So for the Conformer the only difference from offline decoding left is the one the model
+was trained for (dynamic chunk training: the attention sees the current chunk and
+``left_context`` frames), and for the Emformer there is none: its offline forward already
+restricts every segment to its left context, itself and its right context, so the
+streamed encoder output equals the offline one to float rounding.
+``tests/test_streaming.py`` checks features, input frames and encoder output against the
+offline computation for both encoders.
 
 It applies to ESPnet's Conformer ``Encoder`` with its non-VGG ``ConvInput`` (the
-recipe's encoder), a frontend with an STFT and global (or no) feature normalisation;
-other models keep ESPnet's path (:func:`supports_exact_streaming`).
+recipe's encoder) and to :class:`~espnet_pathways.encoders.EmformerEncoder`, with a
+frontend with an STFT and global (or no) feature normalisation; other models keep
+ESPnet's path (:func:`supports_exact_streaming`).
 """
 from __future__ import annotations
 
@@ -37,11 +45,13 @@ from typing import Optional
 
 import torch
 
+from espnet_pathways.encoders import EmformerEncoder
+
 
 def supports_exact_streaming(model: torch.nn.Module) -> bool:
-    """True for ESPnet's Conformer encoder with a valid-convolution input, an STFT
-    frontend and a per-frame normalisation (global MVN or none; an utterance MVN needs
-    the whole utterance, so no chunked computation can equal it)."""
+    """True for ESPnet's Conformer encoder with a valid-convolution input or the Emformer
+    encoder, an STFT frontend and a per-frame normalisation (global MVN or none; an
+    utterance MVN needs the whole utterance, so no chunked computation can equal it)."""
     from espnet2.asr_transducer.encoder.blocks.conv_input import ConvInput
     from espnet2.asr_transducer.encoder.encoder import Encoder
     from espnet2.layers.global_mvn import GlobalMVN
@@ -49,10 +59,13 @@ def supports_exact_streaming(model: torch.nn.Module) -> bool:
     encoder = getattr(model, "encoder", None)
     frontend = getattr(model, "frontend", None)
     stft = getattr(frontend, "stft", None)
-    return (
+    conformer_input = (
         isinstance(encoder, Encoder)
         and isinstance(encoder.embed, ConvInput)
         and not encoder.embed.vgg_like
+    )
+    return (
+        (conformer_input or isinstance(encoder, EmformerEncoder))
         and stft is not None
         and getattr(stft, "center", False)
         and (model.normalize is None or isinstance(model.normalize, GlobalMVN))
@@ -74,7 +87,10 @@ class ExactStreamingInput:
 
     def __init__(self, model: torch.nn.Module) -> None:
         if not supports_exact_streaming(model):
-            raise ValueError("exact streaming needs ESPnet's Conformer encoder with ConvInput")
+            raise ValueError(
+                "exact streaming needs ESPnet's Conformer encoder with ConvInput or the "
+                "Emformer encoder, an STFT frontend and global or no normalisation"
+            )
         self.model = model
         stft = model.frontend.stft
         self.hop = int(stft.hop_length)
@@ -141,10 +157,24 @@ class ExactStreamingInput:
         return x
 
     def encode(
-        self, x: torch.Tensor, processed_frames: torch.Tensor, left_context: int
+        self,
+        x: torch.Tensor,
+        processed_frames: torch.Tensor,
+        left_context: int,
+        is_final: bool = False,
     ) -> torch.Tensor:
-        """ESPnet's ``Encoder.chunk_forward`` after the embedding, without its trimming."""
+        """Encoder frames for the input-layer frames ``x`` (1, n, D); n may be 0.
+
+        Conformer: ESPnet's ``Encoder.chunk_forward`` after the embedding, without its
+        trimming (``processed_frames`` and ``left_context`` set its cache mask).  Emformer:
+        ``EmformerEncoder.stream_frames`` (segments wait for their right context;
+        ``is_final`` flushes the last one), which ignores both.
+        """
         encoder = self.model.encoder
+        if isinstance(encoder, EmformerEncoder):
+            return encoder.stream_frames(x, is_final=is_final)
+        if x.size(1) == 0:
+            return x.new_zeros(1, 0, encoder.output_size)
         pos_enc = encoder.pos_enc(x, left_context=left_context)
         processed_mask = (
             torch.arange(left_context, device=x.device).view(1, left_context).flip(1)

@@ -317,7 +317,7 @@ def test_task_builds_emformer_model_from_config():
 
 
 @needs_task_patch
-def test_pathway_speech2text_streams_emformer(tmp_path):
+def test_pathway_speech2text_streams_emformer_through_espnet_processor(tmp_path):
     import yaml
 
     from espnet_pathways.inference import PathwaySpeech2Text
@@ -331,8 +331,9 @@ def test_pathway_speech2text_streams_emformer(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(vars(args)))
     s2t = PathwaySpeech2Text(asr_train_config=str(tmp_path / "config.yaml"),
                              asr_model_file=str(tmp_path / "model.pth"), beam_size=1,
-                             streaming=True, decoding_window=240)
+                             streaming=True, decoding_window=240, exact_streaming=False)
     assert isinstance(s2t.asr_model.encoder, EmformerEncoder)
+    assert s2t.exact_stream is None  # ESPnet's OnlineAudioProcessor path, on request
     enc = s2t.asr_model.encoder
     outs, feats, prev_len = [], [], []
     chunk_forward = enc.chunk_forward

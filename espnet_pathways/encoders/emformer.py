@@ -10,42 +10,49 @@ but does not run its constructor):
 * ``forward(x, x_len) -> (out, out_len)``: whole utterances (training, offline decoding),
   :meth:`torchaudio.models.Emformer.forward` on the utterance padded with
   ``right_context_length`` zero frames;
-* ``reset_cache(left_context, device)`` and ``chunk_forward(x, x_len, processed_frames,
-  left_context) -> out``: streaming with :meth:`torchaudio.models.Emformer.infer`, the
-  Emformer states and the not-yet-processed frames kept in the module between calls.
+* ``reset_cache(left_context, device)`` and ``stream_frames(emb, is_final) -> out``:
+  streaming with :meth:`torchaudio.models.Emformer.infer`, one call per segment, the
+  Emformer states and the frames still waiting for their right context kept in the
+  module between calls;
+* ``chunk_forward(x, x_len, processed_frames, left_context) -> out``: the same on the
+  feature chunks of ESPnet's ``OnlineAudioProcessor``.
 
 Input layer: frame stacking (``subsampling_factor`` consecutive feature frames are
 concatenated) and a linear projection, as torchaudio's Emformer RNN-T does.  Stacking
 has no receptive field across groups, so streaming needs no input-layer context.
 
-Streaming and ESPnet's ``OnlineAudioProcessor``
------------------------------------------------
+Streaming is exact
+------------------
+``forward`` runs torchaudio's offline Emformer, whose attention mask restricts each
+segment of ``segment_length`` frames to its ``left_context_length`` frames of left
+context, itself, its own ``right_context_length`` look-ahead frames (and the memory
+bank): the block processing ``infer`` does.  ``stream_frames`` calls ``infer`` on each
+segment and its look-ahead once they have arrived, and at the end of the stream pads the
+last (possibly short) segment with the zero look-ahead ``forward`` pads the utterance
+with; so the streamed output equals ``forward`` on the same frames, to float rounding
+(``tests/test_emformer.py``, ``tests/test_streaming.py``).  The offline ``forward`` is
+the reference; nothing in it had to change.
+
+``PathwaySpeech2Text`` feeds ``stream_frames`` from
+:class:`espnet_pathways.streaming.ExactStreamingInput`, whose features and stacked frames
+equal the offline ones, so streaming decoding equals offline decoding.
+
+ESPnet's ``OnlineAudioProcessor`` path (``exact_streaming=False``)
+------------------------------------------------------------------
 ``Speech2Text.streaming_decode`` hands ``chunk_forward`` feature chunks made by
 ``OnlineAudioProcessor.compute_features``: every chunk after the first *starts with the
 last* ``2 * subsampling_factor + 3`` *frames of the previous chunk* (context for ESPnet's
-convolutional input layer, whose ``chunk_forward`` then drops one subsampled frame at each
-side).  This encoder instead drops that overlap (``stream_overlap_frames``; the default is
-the processor's ``2 * subsampling_factor + 3``, capped at the previous chunk's length), so
-that the concatenation of the chunks' new frames is the feature stream, stacks it into
-stride-``subsampling_factor`` frames, and runs one ``Emformer.infer`` call per
-``segment_length`` frames as soon as the segment's ``right_context_length`` look-ahead
-frames have arrived.  Frames that cannot be processed yet wait in the module.
-
-On the *final* chunk the remaining frames are flushed: the last segment gets zero frames
-as right context, exactly as ``forward`` pads the utterance.  ``chunk_forward`` cannot
-know which chunk is final from ESPnet's call (``Speech2Text.streaming_decode`` does not
-pass ``is_final`` to the encoder), so the caller must say so: ``chunk_forward(...,
-is_final=True)`` or set ``encoder.final_chunk = True`` before the last
-``streaming_decode`` call.  Without it, the last frames (fewer than
-``segment_length + right_context_length`` stacked frames plus fewer than
-``subsampling_factor`` feature frames) are never emitted.
-
-With that, the encoder output of chunk-by-chunk decoding equals ``forward`` on the same
-feature frames (up to float rounding).  It does *not* equal ``forward`` on the features of
-the whole utterance, for any encoder, because of ``OnlineAudioProcessor`` itself (ESPnet
-202511): it skips one feature frame at each chunk boundary (frame ``62`` of the utterance
-with ``hop_length 160`` and ``decoding_window 640``, etc.), zero-pads the audio of the final
-chunk to a full ``decoding_window``, and ``utterance_mvn`` normalises each chunk on its own.
+convolutional input layer).  ``chunk_forward`` drops that overlap
+(``stream_overlap_frames``, capped at the previous chunk's length), stacks the new frames
+and passes them to ``stream_frames``.  ESPnet does not pass ``is_final`` to the encoder,
+so the caller must: ``chunk_forward(..., is_final=True)`` or ``encoder.final_chunk =
+True`` before the last ``streaming_decode`` call (``PathwaySpeech2Text`` does); without
+it the last frames are never emitted.  This path equals ``forward`` on the features the
+processor produced, *not* on the whole utterance's features: the processor (ESPnet
+202511) skips one feature frame at each chunk boundary (frame ``62`` of the utterance
+with ``hop_length 160`` and ``decoding_window 640``, etc.), zero-pads the audio of the
+final chunk to a full ``decoding_window``, and ``utterance_mvn`` normalises each chunk on
+its own.
 """
 from __future__ import annotations
 
@@ -62,6 +69,10 @@ class StackingSubsampling(torch.nn.Module):
     """Stack ``subsampling_factor`` frames, then project: ``(B, T, F) -> (B, T // s, D)``.
 
     A trailing incomplete group of fewer than ``subsampling_factor`` frames is dropped.
+    It is called like ESPnet's ``ConvInput`` (``embed(x, mask) -> (x, mask)``, with
+    ``subsampling_factor`` and ``min_frame_length``) so that
+    :class:`espnet_pathways.streaming.ExactStreamingInput` feeds either input layer the
+    same way: output ``k`` reads input frames ``[s*k, s*k + s)``.
     """
 
     def __init__(
@@ -77,12 +88,21 @@ class StackingSubsampling(torch.nn.Module):
         self.linear = torch.nn.Linear(input_size * subsampling_factor, output_size)
         self.dropout = torch.nn.Dropout(dropout_rate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def min_frame_length(self) -> int:
+        """Fewest input frames that give one output frame."""
+        return self.subsampling_factor
+
+    def forward(
+        self, x: torch.Tensor, mask: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Stack and project ``x`` (B, T, F); ``mask`` (B, T), if given, is subsampled
+        to the last frame of each group (a group is valid iff all its frames are)."""
         s = self.subsampling_factor
         b, t, f = x.shape
         n = t // s
-        x = x[:, : n * s].reshape(b, n, s * f)
-        return self.dropout(self.linear(x))
+        out = self.dropout(self.linear(x[:, : n * s].reshape(b, n, s * f)))
+        return out, (None if mask is None else mask[:, s - 1 : n * s : s])
 
 
 class EmformerEncoder(Encoder):
@@ -219,7 +239,7 @@ class EmformerEncoder(Encoder):
                 int(x_len.max()),
                 s,
             )
-        emb = self.embed(x[:, : t_out * s])
+        emb, _ = self.embed(x[:, : t_out * s])
         emb = emb.masked_fill(self._pad_mask(out_len, t_out).unsqueeze(-1), 0.0)
         emb = torch.nn.functional.pad(emb, (0, 0, 0, self.right_context_length))
         out, _ = self.emformer(emb, out_len)
@@ -250,7 +270,11 @@ class EmformerEncoder(Encoder):
         left_context: int = 32,
         is_final: bool = False,
     ) -> torch.Tensor:
-        """Encode one streaming chunk (batch size 1).
+        """Encode one chunk of ESPnet's ``OnlineAudioProcessor`` (batch size 1).
+
+        This is ESPnet's streaming path (``PathwaySpeech2Text(exact_streaming=False)``);
+        the default path feeds :meth:`stream_frames` from
+        :class:`espnet_pathways.streaming.ExactStreamingInput` instead.
 
         Args:
             x: feature chunk from ``OnlineAudioProcessor`` (1, T_chunk, F); every chunk
@@ -270,22 +294,48 @@ class EmformerEncoder(Encoder):
         n = int(x_len.reshape(-1)[0]) if x_len is not None else x.size(1)
         x = x[:, :n]
         overlap = 0 if self._prev_chunk_len is None else min(self.stream_overlap_frames, self._prev_chunk_len)
-        self._prev_chunk_len = n
         new = x[:, overlap:]
 
         s = self.subsampling_factor
         feats = new if self._feat_buf is None else torch.cat([self._feat_buf, new], dim=1)
         n_groups = feats.size(1) // s
-        self._feat_buf = feats[:, n_groups * s :]
-        emb = self.embed(feats[:, : n_groups * s])
-        buf = emb if self._emb_buf is None else torch.cat([self._emb_buf, emb], dim=1)
+        emb, _ = self.embed(feats[:, : n_groups * s])
+        out = self.stream_frames(emb, is_final=final)
+        if final:
+            self.reset_cache(left_context, x.device)
+        else:
+            self._prev_chunk_len = n
+            self._feat_buf = feats[:, n_groups * s :]
+        return out
 
+    def stream_frames(self, emb: torch.Tensor, is_final: bool = False) -> torch.Tensor:
+        """Encode input-layer frames as they arrive, with ``Emformer.infer`` (batch 1).
+
+        ``emb`` (1, N, D) are the next ``N`` outputs of ``self.embed`` (N may be 0).  Each
+        segment of ``segment_length`` frames is encoded, in one ``infer`` call carrying
+        the Emformer state (left-context keys/values, memory), as soon as its
+        ``right_context_length`` look-ahead frames are there; the rest waits in the
+        module.  ``is_final`` flushes it: the last (possibly short) segment gets zero
+        frames as look-ahead, as :meth:`forward` pads the utterance, and the stream state
+        is cleared.  So the outputs of a stream, concatenated, equal :meth:`forward` on
+        the same frames to float rounding.
+
+        Returns:
+            the encoder frames completed by ``emb`` (1, M, D); M may be 0.
+        """
+        if emb.size(0) != 1:
+            raise ValueError(f"stream_frames encodes one stream at a time, got batch {emb.size(0)}")
+        buf = self._emb_buf
+        if emb.size(1) > 0:
+            buf = emb if buf is None else torch.cat([buf, emb], dim=1)
+        if buf is None:
+            buf = emb.new_zeros(1, 0, self.output_size)
         seg, rc = self.segment_length, self.right_context_length
         outs = []
         while buf.size(1) >= seg + rc:
             outs.append(self._infer(buf[:, : seg + rc], seg))
             buf = buf[:, seg:]
-        if final:
+        if is_final:
             while buf.size(1) > 0:
                 u = min(seg, buf.size(1))
                 look_ahead = buf[:, u : u + rc]
@@ -300,12 +350,12 @@ class EmformerEncoder(Encoder):
                 )
                 outs.append(self._infer(block, u))
                 buf = buf[:, u:]
-            self.reset_cache(left_context, x.device)
+            self._emb_buf = None
+            self._states = None
         else:
             self._emb_buf = buf
-
         if not outs:
-            return x.new_zeros(1, 0, self.output_size)
+            return emb.new_zeros(1, 0, self.output_size)
         return self.after_norm(torch.cat(outs, dim=1))
 
     def _infer(self, block: torch.Tensor, valid: int) -> torch.Tensor:
