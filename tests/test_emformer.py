@@ -17,6 +17,8 @@ Streaming guarantees tested here:
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -356,3 +358,62 @@ def test_pathway_speech2text_streams_emformer_through_espnet_processor(tmp_path)
     # Every frame, the tail included, came out of the stream: the final chunk flushed it.
     torch.testing.assert_close(torch.cat(outs, 1), ref, atol=1e-5, rtol=1e-5)
     assert s2t(speech.numpy(), lang="fr")  # offline decoding too
+
+
+# ------------------------------------------------- the MLS recipe's paper-scale model
+RECIPE_CONF = Path(__file__).resolve().parents[1] / "egs2" / "mls_pathways" / "asr1" / "conf"
+MERGED_VOCAB = 1548  # the paper's merged word-piece vocabulary
+
+
+def build_recipe_model(name: str):
+    """The MLS recipe's model of ``conf/<name>.yaml`` with the paper's vocabulary, on the
+    meta device (shapes only: no memory, no initialisation)."""
+    import yaml
+
+    from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
+
+    cfg = yaml.safe_load((RECIPE_CONF / f"{name}.yaml").read_text())
+    args = ASRPathwaysTask.get_parser().parse_args(["--token_list", "none", "--output_dir", "x"])
+    for k, v in cfg.items():
+        setattr(args, k, v)
+    args.token_list = ["<blank>"] + [f"p{i}" for i in range(MERGED_VOCAB - 2)] + ["<sos/eos>"]
+    args.token_type, args.languages = "word", ["en", "fr", "it", "nl"]
+    with torch.device("meta"):
+        return ASRPathwaysTask.build_model(args), cfg
+
+
+def test_mls_paper_scale_config_is_the_papers_emformer():
+    """conf/train_dense.yaml: 30-layer Emformer, d 512, FFN 2048, stride 6, 4 + 1 frames
+    (300 ms), about 100M parameters (the counts docs/emformer.md gives); dense-small about
+    one 70%-sparse pathway; the pruning and pathway configs train the same model."""
+    from espnet_pathways.masks import prunable_parameter_names
+
+    model, cfg = build_recipe_model("train_dense")
+    enc = model.encoder
+    assert isinstance(enc, EmformerEncoder)
+    layers = enc.emformer.emformer_layers
+    assert len(layers) == 30 and enc.output_size == 512
+    assert all(layer.pos_ff[1].out_features == 2048 for layer in layers)
+    assert enc.subsampling_factor == 6
+    assert (enc.segment_length, enc.right_context_length) == (4, 1)
+    frame_ms = 1000 * cfg["frontend_conf"]["hop_length"] / 16000 * enc.subsampling_factor
+    assert (enc.segment_length + enc.right_context_length) * frame_ms == 300
+    params = dict(model.named_parameters())
+    total = sum(p.numel() for p in params.values())
+    prunable = sum(params[n].numel() for n in prunable_parameter_names(model))
+    encoder = sum(p.numel() for p in enc.parameters())
+    assert (round(total / 1e6, 1), round(prunable / 1e6, 1), round(encoder / 1e6, 1)) == \
+        (105.4, 102.8, 94.8)
+
+    small, _ = build_recipe_model("train_dense_small")
+    small_total = sum(p.numel() for p in small.parameters())
+    assert round(small_total / 1e6, 1) == 31.1
+    assert abs(small_total / total - 0.3) < 0.01  # one pathway at 70% sparsity
+    assert small.encoder.segment_length == 4 and small.encoder.subsampling_factor == 6
+
+    keys = ("frontend_conf", "encoder", "encoder_conf", "decoder", "decoder_conf",
+            "joint_network_conf")
+    import yaml
+    for name in ("train_pathways", "prune_lsp", "prune_lap"):
+        derived = yaml.safe_load((RECIPE_CONF / f"{name}.yaml").read_text())
+        assert {k: derived.get(k) for k in keys} == {k: cfg.get(k) for k in keys}, name

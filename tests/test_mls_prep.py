@@ -163,15 +163,21 @@ def test_missing_language_split_and_files_are_named(tmp_path):
 
 
 def test_mls_configs_are_espnet_configs():
-    """Every MLS config parses with ASRPathwaysTask's parser (no unknown keys)."""
+    """Every MLS config (the Emformer ones and the Conformer alternative in
+    conf/tuning/conformer) parses with ASRPathwaysTask's parser (no unknown keys)."""
     from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
 
     parser = ASRPathwaysTask.get_parser()
     known = {a.dest for a in parser._actions}
-    for name in ("train_dense", "train_dense_small", "prune_lsp", "prune_lap", "train_pathways"):
+    names = ("train_dense", "train_dense_small", "prune_lsp", "prune_lap", "train_pathways")
+    for name in names + tuple(f"tuning/conformer/{n}" for n in names):
         cfg = yaml.safe_load((RECIPE / "conf" / f"{name}.yaml").read_text())
         assert set(cfg) <= known, (name, sorted(set(cfg) - known))
-        assert cfg["encoder_conf"]["input_conf"]["subsampling_factor"] == 6
+        if cfg.get("encoder", "conformer") == "emformer":
+            assert cfg["encoder_conf"]["subsampling_factor"] == 6, name
+        else:
+            assert name.startswith("tuning/conformer/"), name
+            assert cfg["encoder_conf"]["input_conf"]["subsampling_factor"] == 6, name
         assert cfg["scheduler"] == "tristagelr" and cfg["optim_conf"]["lr"] == 0.001
         steps = cfg["max_epoch"] * cfg["num_iters_per_epoch"] // cfg.get("accum_grad", 1)
         assert cfg["scheduler_conf"]["max_steps"] == steps, name
