@@ -173,8 +173,8 @@ class ExactStreamingInput:
         encoder = self.model.encoder
         if isinstance(encoder, EmformerEncoder):
             return encoder.stream_frames(x, is_final=is_final)
-        if x.size(1) == 0:
-            return x.new_zeros(1, 0, encoder.output_size)
+        if x.size(1) == 0:  # on the encoder's device (``x`` may be a CPU placeholder)
+            return next(encoder.parameters()).new_zeros(1, 0, encoder.output_size)
         pos_enc = encoder.pos_enc(x, left_context=left_context)
         processed_mask = (
             torch.arange(left_context, device=x.device).view(1, left_context).flip(1)

@@ -328,8 +328,8 @@ class EmformerEncoder(Encoder):
         buf = self._emb_buf
         if emb.size(1) > 0:
             buf = emb if buf is None else torch.cat([buf, emb], dim=1)
-        if buf is None:
-            buf = emb.new_zeros(1, 0, self.output_size)
+        if buf is None:  # nothing yet (``emb`` may be a placeholder of another shape)
+            buf = self.embed.linear.weight.new_zeros(1, 0, self.output_size)
         seg, rc = self.segment_length, self.right_context_length
         outs = []
         while buf.size(1) >= seg + rc:
@@ -355,7 +355,7 @@ class EmformerEncoder(Encoder):
         else:
             self._emb_buf = buf
         if not outs:
-            return emb.new_zeros(1, 0, self.output_size)
+            return buf.new_zeros(1, 0, self.output_size)
         return self.after_norm(torch.cat(outs, dim=1))
 
     def _infer(self, block: torch.Tensor, valid: int) -> torch.Tensor:
