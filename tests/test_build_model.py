@@ -12,8 +12,8 @@ import hashlib
 import pytest
 import torch
 
-from tests.helpers import tiny_args
-from tests.test_emformer import emformer_task_args
+from helpers import tiny_args
+from test_emformer import emformer_task_args
 
 #: sha256 of (name, shape, bytes) over the state_dict of the previous builder's models.
 PREVIOUS_BUILDER_DIGESTS = {
@@ -77,3 +77,33 @@ def test_one_build_and_the_substitution_is_scoped(monkeypatch):
         ASRPathwaysTask.build_model(args)
     assert espnet_task.Encoder is Encoder
     assert espnet_task.ESPnetASRTransducerModel is ESPnetASRTransducerModel
+
+
+def test_substituted_restores_the_names_however_the_block_ends():
+    import types
+
+    from espnet_pathways.tasks.asr_pathways import substituted
+
+    mod = types.SimpleNamespace(a=1, b=2)
+    with pytest.raises(RuntimeError):
+        with substituted(mod, a=10, b=20):
+            assert (mod.a, mod.b) == (10, 20)
+            raise RuntimeError("stop")
+    assert (mod.a, mod.b) == (1, 2)
+
+
+def test_speech2text_builds_a_pathway_model_and_leaves_espnet_as_it_was(tmp_path):
+    import espnet2.bin.asr_transducer_inference as espnet_s2t
+    import yaml
+    from espnet2.tasks.asr_transducer import ASRTransducerTask
+
+    from helpers import tiny_model
+    from espnet_pathways.inference import PathwaySpeech2Text
+    from espnet_pathways.model import PathwayTransducerModel
+
+    torch.save(tiny_model().state_dict(), tmp_path / "model.pth")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(vars(tiny_args())))
+    s2t = PathwaySpeech2Text(asr_train_config=str(tmp_path / "config.yaml"),
+                             asr_model_file=str(tmp_path / "model.pth"), beam_size=2)
+    assert isinstance(s2t.asr_model, PathwayTransducerModel)
+    assert espnet_s2t.ASRTransducerTask is ASRTransducerTask

@@ -16,6 +16,7 @@ import argparse
 import logging
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterator, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -168,12 +169,27 @@ def pathway_builders(encoder_type: Optional[str], languages: Sequence[str]) -> I
         draw_discarded_auxiliary_layers(kwargs)
         return PathwayTransducerModel(languages=languages, **kwargs)
 
-    saved = espnet_task.Encoder, espnet_task.ESPnetASRTransducerModel
-    espnet_task.Encoder, espnet_task.ESPnetASRTransducerModel = encoder, model
+    with substituted(espnet_task, Encoder=encoder, ESPnetASRTransducerModel=model):
+        yield
+
+
+@contextmanager
+def substituted(module: ModuleType, **names: Any) -> Iterator[None]:
+    """Within the block, ``module.<name>`` is the given object; the originals are back
+    on exit, however the block ends.
+
+    The one way this plugin swaps a piece of ESPnet: ESPnet's functions look their
+    collaborators up in their own module at call time, so a scoped substitution reuses
+    ESPnet's code unchanged where only one piece differs.
+    """
+    saved = {name: getattr(module, name) for name in names}
+    for name, value in names.items():
+        setattr(module, name, value)
     try:
         yield
     finally:
-        espnet_task.Encoder, espnet_task.ESPnetASRTransducerModel = saved
+        for name, value in saved.items():
+            setattr(module, name, value)
 
 
 def draw_discarded_auxiliary_layers(model_kwargs: Mapping[str, Any]) -> None:
