@@ -1,13 +1,7 @@
 """Figures for a pathways run: mask overlap, per-layer sparsity, WER per system/language.
 
-The command line is ``espnet_pathways.bin.make_plots``::
-
-    python -m espnet_pathways.bin.make_plots --out_dir exp/plots \\
-        [--masks exp/masks/lsp_imp.pth [--masks exp/masks/lsp_lth.pth ...]] \\
-        [--results_dir exp --systems "dense lap pathways_imp" --decode_dir decode_streaming \\
-         --langs en,fr,it,nl [--test_set test] [--metric WER|CER|both]]
-
-Writes PNGs (matplotlib, Agg backend) and ``<out_dir>/index.md`` linking them:
+The command line is ``espnet_pathways.bin.make_plots`` (its ``--help`` and docstring show
+the options).  Writes PNGs (matplotlib, Agg backend) and ``<out_dir>/index.md`` linking them:
 
 * per mask file ``<name>`` (the file's stem):
   ``masks_<name>_overlap.png`` -- one language x language heatmap of the overlap
@@ -26,7 +20,6 @@ file that is there but unreadable, or a damaged mask file, is an error naming it
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math

@@ -1,13 +1,7 @@
 """``RESULTS.md`` from experiment directories (never edit it by hand).
 
-The command line is ``espnet_pathways.bin.make_results``::
-
-    python -m espnet_pathways.bin.make_results --out RESULTS.md \\
-        --system dense=exp/asr_dense --system pathways=exp/asr_pathways \\
-        --decode_dir decode_streaming --langs en,fr,it,nl \\
-        [--reference_system dense] [--data_summary data/local/corpus_summary.tsv] \\
-        [--config dense=conf/train_dense.yaml ...] [--overlap_json exp/masks/overlap.json] \\
-        [--title "..."] [--precision 1]
+The command line is ``espnet_pathways.bin.make_results`` (its ``--help`` and docstring
+show the options).
 
 Inputs per system ``NAME=EXP_DIR``:
 
