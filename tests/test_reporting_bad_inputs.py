@@ -109,7 +109,7 @@ def results(tmp_path: Path):
     return exp, out, argv, out.read_bytes()
 
 
-@pytest.mark.parametrize("case", ["not_json", "lacks_keys", "stage_times", "config"])
+@pytest.mark.parametrize("case", ["not_json", "lacks_keys", "stage_times", "config", "rtf"])
 def test_make_results_bad_input(results, tmp_path: Path, caplog, case: str):
     exp, out, argv, before = results
     if case == "not_json":
@@ -123,11 +123,15 @@ def test_make_results_bad_input(results, tmp_path: Path, caplog, case: str):
         bad.write_text("2026-01-01 10:00:00\t5\ttrain dense\t60\nhalf a line\n")
         argv = argv + ["--stage_times", str(bad)]
         culprits = [f"{bad}:2"]
-    else:
+    elif case == "config":
         bad = tmp_path / "train.yaml"
         bad.write_text("encoder: [conformer\n")
         argv = argv + ["--config", f"dense={bad}"]
         culprits = ["config dense", str(bad)]
+    else:
+        bad = exp / "decode_streaming" / "test_en" / "rtf"
+        bad.write_text("all 0.5 1.0 2.0\nall 0.5 one 2.0\n")
+        culprits = ["system dense", f"{bad}:2"]
     with caplog.at_level(logging.INFO):
         assert make_results.main(argv) == 1
     errors = error_lines(caplog)

@@ -419,8 +419,10 @@ def stage_times_section(path: Path) -> str:
             continue
         parts = line.split("\t")
         try:
+            if len(parts) != 4:
+                raise ValueError(line)
             latest[(int(parts[1]), parts[2])] = (parts[0], int(parts[3]))
-        except (IndexError, ValueError):
+        except ValueError:
             raise ResultsInputError(
                 f"{path}:{lineno}: expected 'date<TAB>stage<TAB>name<TAB>seconds', got {line!r}"
             ) from None
@@ -441,10 +443,14 @@ def rtf_section(systems_dirs: List[Tuple[str, str]], decode_dir: str, langs: Lis
         for rtf in sorted(Path(exp, decode_dir).glob("*/rtf")):
             for lineno, line in enumerate(rtf.read_text(encoding="utf-8").splitlines(), 1):
                 parts = line.split()
+                if not parts:
+                    continue
                 try:
+                    if len(parts) != 4:
+                        raise ValueError(line)
                     cpu += float(parts[2])
                     audio += float(parts[3])
-                except (IndexError, ValueError):
+                except ValueError:
                     raise ResultsInputError(
                         f"system {name}: {rtf}:{lineno}: expected 'job rtf seconds "
                         f"audio_seconds', got {line!r}"
