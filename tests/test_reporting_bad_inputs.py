@@ -190,3 +190,18 @@ def test_make_plots_bin_exit_status_and_no_traceback(plotted):
     proc = run_bin("espnet_pathways.bin.make_plots", ["--out_dir", str(out), "--masks", str(masks)])
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and str(masks) in proc.stderr
     assert snapshot(out) == before
+
+
+def test_concurrent_writers_of_one_score_dir_or_plots_dir_are_refused(scored, plotted, caplog):
+    from espnet_pathways.fileio import exclusive_lock
+
+    ref, hyp, out, before = scored
+    with exclusive_lock(out), caplog.at_level(logging.INFO):
+        assert score_cli.main(["--ref", str(ref), "--hyp", str(hyp), "--out_dir", str(out), "--no_sclite"]) == 1
+    assert snapshot(out) == before
+    masks, plots_dir, plots_before = plotted
+    with exclusive_lock(plots_dir):
+        assert make_plots.main(["--out_dir", str(plots_dir), "--masks", str(masks)]) == 1
+    assert snapshot(plots_dir) == plots_before
+    errors = error_lines(caplog)
+    assert len(errors) == 2 and all("another run" in e for e in errors), errors

@@ -53,7 +53,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             decode_dir=args.decode_dir, test_set=args.test_set,
             metrics=["WER", "CER"] if args.metric == "both" else [args.metric],
         )
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         if args.verbose:
             raise
         logger.error("plots in %s not made: %s", args.out_dir, e)

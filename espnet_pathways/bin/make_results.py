@@ -69,7 +69,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--reference_system {args.reference_system!r} is not one of {names}")
     try:
         atomic_write_text(Path(args.out), build_markdown(args))
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         if args.verbose:
             raise
         logger.error("%s not written: %s", args.out, e)
