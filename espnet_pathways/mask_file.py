@@ -21,7 +21,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Sequence, Tuple, Type, Union
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "MaskFileError",
+    "check_format",
     "jsonable",
     "load_mask_file",
     "mask_checksum",
@@ -97,6 +98,21 @@ def jsonable(meta: Mapping[str, Any]) -> Dict[str, Any]:
     return json.loads(json.dumps(dict(meta), default=str))
 
 
+def check_format(
+    payload: Any, fmt: str, version: int, where: str, error: Type[Exception] = MaskFileError
+) -> None:
+    """Raise ``error`` naming ``where`` unless ``payload`` is a dict of format ``fmt`` at
+    ``version``: the first check of every versioned file this plugin reads."""
+    if not isinstance(payload, Mapping) or payload.get("format") != fmt:
+        found = payload.get("format") if isinstance(payload, Mapping) else type(payload).__name__
+        raise error(f"{where}: not an {fmt} file (format={found!r})")
+    if payload.get("version") != version:
+        raise error(
+            f"{where}: unsupported {fmt} version {payload.get('version')!r} "
+            f"(this code reads version {version})"
+        )
+
+
 def save_mask_file(path: PathLike, masks: LanguageMasks, meta: Mapping[str, Any]) -> None:
     """Write ``masks`` (``{lang: {name: bool tensor}}``) and ``meta`` to ``path``.
 
@@ -131,14 +147,7 @@ def load_mask_file(path: PathLike) -> Tuple[Dict[str, Dict[str, Tensor]], Dict[s
         raise
     except Exception as e:  # truncated / not a torch file / unsafe pickle
         raise MaskFileError(f"{path}: cannot read mask file ({type(e).__name__}: {e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        fmt = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise MaskFileError(f"{path}: not an {FORMAT} file (format={fmt!r})")
-    if payload.get("version") != VERSION:
-        raise MaskFileError(
-            f"{path}: unsupported mask file version {payload.get('version')!r} "
-            f"(this code reads version {VERSION})"
-        )
+    check_format(payload, FORMAT, VERSION, str(path))
     absent = [k for k in ("languages", "meta", "shapes", "masks", "checksum") if k not in payload]
     if absent:
         raise MaskFileError(f"{path}: mask file lacks the entries {absent}")

@@ -41,7 +41,7 @@ import torch
 import yaml
 from torch import Tensor
 
-from espnet_pathways.mask_file import jsonable, mask_checksum, pack_bits, unpack_bits
+from espnet_pathways.mask_file import check_format, jsonable, mask_checksum, pack_bits, unpack_bits
 from espnet_pathways.masks import PathwayMasks
 
 __all__ = [
@@ -144,14 +144,7 @@ def compact_state_dict(
 
 
 def _check_compact(compact: Mapping[str, Any], where: str = "compact state dict") -> None:
-    if not isinstance(compact, Mapping) or compact.get("format") != COMPACT_FORMAT:
-        fmt = compact.get("format") if isinstance(compact, Mapping) else type(compact).__name__
-        raise CompactFormatError(f"{where}: not an {COMPACT_FORMAT} (format={fmt!r})")
-    if compact.get("version") != COMPACT_VERSION:
-        raise CompactFormatError(
-            f"{where}: unsupported version {compact.get('version')!r} "
-            f"(this code reads version {COMPACT_VERSION})"
-        )
+    check_format(compact, COMPACT_FORMAT, COMPACT_VERSION, where, CompactFormatError)
 
 
 def expand_state_dict(

@@ -260,7 +260,7 @@ def test_mask_file_reads_a_version_1_payload_written_by_hand(tmp_path: Path) -> 
     assert torch.equal(pm.for_language("fr")["b.weight"], masks["fr"]["b.weight"])
     payload["version"] = 2
     torch.save(payload, tmp_path / "new.pth")
-    with pytest.raises(MaskFileError, match="unsupported mask file version 2"):
+    with pytest.raises(MaskFileError, match="unsupported espnet_pathways.masks version 2"):
         PathwayMasks.load(tmp_path / "new.pth")
 
 
