@@ -311,3 +311,18 @@ def test_make_results_bad_reference(tmp_path: Path):
     with pytest.raises(SystemExit):
         make_results.main(["--out", str(tmp_path / "R.md"), "--system", f"a={tmp_path}",
                            "--reference_system", "b"])
+
+
+@needs_sclite
+@pytest.mark.parametrize("unit,expected", [("word", (2149, 499, 198, 99)), ("char", (9397, 637, 837, 646))])
+def test_score_json_keeps_the_numbers_of_the_earlier_scorer(tmp_path: Path, unit: str, expected):
+    """(n_ref, sub, del, ins) that the earlier hand-written aligner (sclite's costs and
+    tie-breaking) wrote to score.json for this set, on which kaldialign alone differs:
+    the score directory's counts of record are still those."""
+    ref, hyp = realistic_pairs(seed=1)
+    r = S.score(ref, hyp, unit)
+    S.write_score_dir(r, tmp_path, sclite=SCLITE)
+    js = json.loads((tmp_path / "score.json").read_text())
+    assert (js["n_ref"], js["sub"], js["del"], js["ins"]) == expected
+    ours = r.counts()
+    assert (ours.sub, ours.dele, ours.ins) != expected[1:]  # the set does tell them apart
