@@ -21,6 +21,7 @@ setup(
         "tensorboard",
         "matplotlib",
         "espnet_model_zoo",
+        "kaldialign==0.12.0",  # WER/CER alignments when sclite (sctk) is not installed
     ],
     extras_require={"test": ["pytest"]},
 )

@@ -49,15 +49,11 @@ class PathwaySpeech2Text(Speech2Text):
         **kwargs: Any,
     ) -> None:
         # ESPnet's Speech2Text builds the model with ASRTransducerTask, whose build_model
-        # knows only the Conformer Encoder: build it with ASRPathwaysTask (--encoder).
-        from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
+        # knows only ESPnet's model and Encoder: for this call, it is ASRPathwaysTask.
+        from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask, substituted
 
-        espnet_task = espnet_s2t.ASRTransducerTask
-        espnet_s2t.ASRTransducerTask = ASRPathwaysTask
-        try:
+        with substituted(espnet_s2t, ASRTransducerTask=ASRPathwaysTask):
             super().__init__(*args, **kwargs)
-        finally:
-            espnet_s2t.ASRTransducerTask = espnet_task
         args_ = self.asr_train_args
         self.languages: List[str] = list(getattr(args_, "languages", None) or [])
         self.token_mode: str = getattr(args_, "token_mode", "shared") or "shared"

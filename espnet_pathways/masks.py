@@ -12,14 +12,12 @@ storage or right after pruning.
 A :class:`PathwayMasks` is a saved, versioned artefact: one bool tensor per prunable
 parameter per language, the config that made it (``meta``) and a sha256 checksum, so that
 a pathway model can never silently run with masks that were edited, truncated, or made for
-a different model.
+a different model.  The file format (versioning, checksum, packed bits) is
+:mod:`espnet_pathways.mask_file`; ``save``/``load`` here delegate to it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,16 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+
+from espnet_pathways.mask_file import (
+    FORMAT,
+    VERSION,
+    MaskFileError,
+    load_mask_file,
+    pack_bits,
+    save_mask_file,
+    unpack_bits,
+)
 
 __all__ = [
     "DEFAULT_EXCLUDE",
@@ -46,9 +54,6 @@ __all__ = [
 MaskDict = dict[str, Tensor]
 PathLike = Union[str, Path]
 
-FORMAT = "espnet_pathways.masks"
-VERSION = 1
-
 #: Regexes (``re.search`` on the full parameter name) that are never pruned.  The RNN-T
 #: output layer maps onto the vocabulary; pruning it would remove whole tokens from a
 #: language, so it stays dense by default (ESPnet names it ``joint_network.lin_out``).
@@ -62,10 +67,6 @@ PRUNABLE_MODULE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Conv2d,
     nn.RNNBase,
 )
-
-
-class MaskFileError(ValueError):
-    """A mask file is not ours, has an unknown version, or fails its checksum."""
 
 
 # --------------------------------------------------------------------------- selection
@@ -99,38 +100,6 @@ def prunable_parameter_names(
                 continue
             names.append(full)
     return names
-
-
-# --------------------------------------------------------------------------- bit packing
-
-_BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
-
-
-def pack_bits(mask: Tensor) -> Tensor:
-    """Pack a bool mask into ``ceil(numel / 8)`` uint8 (big-endian, like ``np.packbits``).
-
-    8x smaller than a bool tensor: useful to store many masks of a 100M-weight model.
-    The shape is not stored; keep it beside the packed bytes for :func:`unpack_bits`.
-    """
-    flat = mask.detach().reshape(-1).to(torch.uint8)
-    pad = (-flat.numel()) % 8
-    if pad:
-        flat = torch.cat([flat, flat.new_zeros(pad)])
-    weights = _BIT_WEIGHTS.to(flat.device)
-    return (flat.view(-1, 8) * weights).sum(dim=1, dtype=torch.int32).to(torch.uint8)
-
-
-def unpack_bits(packed: Tensor, shape: Sequence[int] | torch.Size) -> Tensor:
-    """Inverse of :func:`pack_bits`: uint8 bytes + shape -> bool tensor of ``shape``."""
-    numel = math.prod(shape)
-    if packed.dtype != torch.uint8 or packed.numel() != (numel + 7) // 8:
-        raise ValueError(
-            f"packed mask has {packed.numel()} {packed.dtype} values, expected "
-            f"{(numel + 7) // 8} uint8 for shape {tuple(shape)}"
-        )
-    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=packed.device)
-    bits = (packed.reshape(-1, 1) >> shifts) & 1
-    return bits.reshape(-1)[:numel].to(torch.bool).reshape(tuple(shape))
 
 
 # --------------------------------------------------------------------------- applying
@@ -191,24 +160,6 @@ def _count(mask: Mapping[str, Tensor]) -> tuple[int, int]:
     kept = sum(int(m.count_nonzero()) for m in mask.values())
     total = sum(m.numel() for m in mask.values())
     return kept, total
-
-
-def _checksum(masks: Mapping[str, Mapping[str, Tensor]]) -> str:
-    """sha256 over the canonical content: sorted languages and names, shapes, mask bits."""
-    h = hashlib.sha256()
-    for lang in sorted(masks):
-        h.update(b"lang\0" + lang.encode("utf-8") + b"\0")
-        for name in sorted(masks[lang]):
-            m = masks[lang][name]
-            h.update(b"param\0" + name.encode("utf-8") + b"\0")
-            h.update(json.dumps(list(m.shape)).encode("ascii") + b"\0")
-            h.update(pack_bits(m.cpu()).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _jsonable(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy of ``meta`` made of JSON types, so that files load with ``weights_only=True``."""
-    return json.loads(json.dumps(dict(meta), default=str))
 
 
 @dataclass
@@ -426,60 +377,15 @@ class PathwayMasks:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: PathLike) -> None:
-        """Write a versioned, checksummed file (bool tensors on CPU, JSON-like meta).
-
-        The checksum covers languages, names, shapes and mask bits, not ``meta``; values
-        of ``meta`` that are not JSON types are stored as ``str`` so that :meth:`load` can
-        use ``torch.load(weights_only=True)``.
-        """
-        masks = {
-            lang: {n: m.detach().cpu() for n, m in mask.items()} for lang, mask in self.masks.items()
-        }
-        payload = {
-            "format": FORMAT,
-            "version": VERSION,
-            "languages": list(masks),
-            "meta": _jsonable(self.meta),
-            "shapes": {n: list(s) for n, s in self.shapes.items()},
-            "masks": masks,
-            "checksum": _checksum(masks),
-        }
-        torch.save(payload, str(path))
+        """Write the versioned, checksummed mask file (:mod:`espnet_pathways.mask_file`)."""
+        save_mask_file(path, self.masks, self.meta)
 
     @classmethod
     def load(cls, path: PathLike) -> "PathwayMasks":
-        """Read a file written by :meth:`save`; refuse anything edited, truncated or foreign."""
-        try:
-            payload = torch.load(str(path), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as e:  # truncated / not a torch file / unsafe pickle
-            raise MaskFileError(f"{path}: cannot read mask file ({type(e).__name__}: {e})") from e
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            fmt = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-            raise MaskFileError(f"{path}: not an {FORMAT} file (format={fmt!r})")
-        if payload.get("version") != VERSION:
-            raise MaskFileError(
-                f"{path}: unsupported mask file version {payload.get('version')!r} "
-                f"(this code reads version {VERSION})"
-            )
-        absent = [k for k in ("languages", "meta", "shapes", "masks", "checksum") if k not in payload]
-        if absent:
-            raise MaskFileError(f"{path}: mask file lacks the entries {absent}")
-        masks = payload["masks"]
-        if list(masks) != list(payload["languages"]):
-            raise MaskFileError(f"{path}: language list does not match the stored masks")
-        for lang, mask in masks.items():
-            for name, m in mask.items():
-                if list(m.shape) != list(payload["shapes"].get(name, [])):
-                    raise MaskFileError(f"{path}: mask {lang}/{name} does not match its recorded shape")
-        checksum = _checksum(masks)
-        if checksum != payload["checksum"]:
-            raise MaskFileError(
-                f"{path}: checksum mismatch (stored {payload['checksum'][:12]}..., "
-                f"content {checksum[:12]}...): the mask file is corrupted or was edited"
-            )
-        return cls(masks, dict(payload["meta"]), source=str(path))
+        """Read a mask file; refuse anything edited, truncated or foreign
+        (:func:`espnet_pathways.mask_file.load_mask_file`)."""
+        masks, meta = load_mask_file(path)
+        return cls(masks, meta, source=str(path))
 
 
 def sparsity_of(mask: Mapping[str, Tensor]) -> float:

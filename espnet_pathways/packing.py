@@ -4,7 +4,7 @@ Compact storage
     A pathway model only ever uses the weights inside the union of its pathways (pathway
     training zeroes everything else, ``trainer.py``).  :func:`compact_state_dict` stores,
     for each masked parameter, only the weights at the union's ``True`` positions (a 1-D
-    tensor, in row-major order) plus the bit-packed union (:func:`masks.pack_bits`) and,
+    tensor, in row-major order) plus the bit-packed union (:func:`mask_file.pack_bits`) and,
     per language, the bits of its mask *at the union positions* (a pathway is a subset of
     the union).  Every other entry of the state dict is kept as it is.
     :func:`expand_state_dict` rebuilds the dense state dict and the
@@ -41,7 +41,8 @@ import torch
 import yaml
 from torch import Tensor
 
-from espnet_pathways.masks import PathwayMasks, _checksum, _jsonable, pack_bits, unpack_bits
+from espnet_pathways.mask_file import check_format, jsonable, mask_checksum, pack_bits, unpack_bits
+from espnet_pathways.masks import PathwayMasks
 
 __all__ = [
     "COMPACT_FORMAT",
@@ -137,20 +138,13 @@ def compact_state_dict(
         "param_names": masks.param_names,
         "pathways": pathways,
         "pathway_of": pathway_of,
-        "masks_meta": _jsonable(masks.meta),
-        "masks_checksum": _checksum(cpu_masks),
+        "masks_meta": jsonable(masks.meta),
+        "masks_checksum": mask_checksum(cpu_masks),
     }
 
 
 def _check_compact(compact: Mapping[str, Any], where: str = "compact state dict") -> None:
-    if not isinstance(compact, Mapping) or compact.get("format") != COMPACT_FORMAT:
-        fmt = compact.get("format") if isinstance(compact, Mapping) else type(compact).__name__
-        raise CompactFormatError(f"{where}: not an {COMPACT_FORMAT} (format={fmt!r})")
-    if compact.get("version") != COMPACT_VERSION:
-        raise CompactFormatError(
-            f"{where}: unsupported version {compact.get('version')!r} "
-            f"(this code reads version {COMPACT_VERSION})"
-        )
+    check_format(compact, COMPACT_FORMAT, COMPACT_VERSION, where, CompactFormatError)
 
 
 def expand_state_dict(
@@ -201,7 +195,7 @@ def expand_state_dict(
                 md[n] = full.reshape(tuple(masked[n]["shape"]))
             shared[idx] = md
         masks[lang] = shared[idx]
-    checksum = _checksum(masks)
+    checksum = mask_checksum(masks)
     if checksum != compact["masks_checksum"]:
         raise CompactFormatError(
             f"{where}: mask checksum mismatch (stored {compact['masks_checksum'][:12]}..., "

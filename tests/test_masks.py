@@ -225,3 +225,59 @@ def test_to_device_copies(model: Tiny) -> None:
     moved = pm.to("cpu")
     assert moved is not pm and moved.meta == pm.meta
     assert all(torch.equal(moved.for_language("en")[n], m) for n, m in pm.for_language("en").items())
+
+
+# ------------------------------------------------------------------ file format (mask_file)
+def _fixed_masks() -> dict[str, dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    shapes = {"a.weight": (5, 3), "b.weight": (7, 2, 3), "c.weight": (1, 9)}
+    return {lang: {n: torch.rand(s, generator=g) < 0.4 for n, s in shapes.items()} for lang in ("en", "fr")}
+
+
+def test_mask_file_checksum_and_bits_are_those_of_earlier_files() -> None:
+    """Values computed by the hand-written bit packing this module replaced: files saved
+    before it (same format, version 1) keep their checksums and therefore still load."""
+    from espnet_pathways.mask_file import mask_checksum
+
+    masks = _fixed_masks()
+    assert mask_checksum(masks) == "64dce242414c80f3a9733f52037937478c4438639526dfba109a2c1b5a6814a4"
+    assert pack_bits(masks["en"]["b.weight"]).tolist() == [25, 15, 124, 46, 64, 128]
+
+
+def test_mask_file_reads_a_version_1_payload_written_by_hand(tmp_path: Path) -> None:
+    """The documented payload (as earlier code wrote it) loads through PathwayMasks.load."""
+    from espnet_pathways.mask_file import FORMAT, mask_checksum
+
+    masks = _fixed_masks()
+    payload = {
+        "format": FORMAT, "version": 1, "languages": ["en", "fr"], "meta": {"method": "old"},
+        "shapes": {n: list(m.shape) for n, m in masks["en"].items()}, "masks": masks,
+        "checksum": mask_checksum(masks),
+    }
+    torch.save(payload, tmp_path / "old.pth")
+    pm = PathwayMasks.load(tmp_path / "old.pth")
+    assert pm.languages == ["en", "fr"] and pm.meta == {"method": "old"}
+    assert torch.equal(pm.for_language("fr")["b.weight"], masks["fr"]["b.weight"])
+    payload["version"] = 2
+    torch.save(payload, tmp_path / "new.pth")
+    with pytest.raises(MaskFileError, match="unsupported espnet_pathways.masks version 2"):
+        PathwayMasks.load(tmp_path / "new.pth")
+
+
+def test_mask_file_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save that fails half-way leaves the earlier complete file, and no temporary."""
+    import espnet_pathways.mask_file as mask_file
+
+    path = tmp_path / "masks.pth"
+    PathwayMasks(_fixed_masks(), {"n": 1}).save(path)
+    before = path.read_bytes()
+
+    def broken_save(obj, f):
+        Path(f).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mask_file.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        PathwayMasks(_fixed_masks(), {"n": 2}).save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks.pth"]

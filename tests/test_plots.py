@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from espnet_pathways.bin import make_plots
+from espnet_pathways.reporting import plots
 from espnet_pathways.masks import PathwayMasks
 
 LANGS = ["en", "fr", "it", "nl"]
@@ -42,18 +43,18 @@ def write_score(exp: Path, sys: str, lang: str, wer: float) -> None:
 
 
 def test_layer_groups():
-    groups = make_plots.group_params(list(SHAPES))
+    groups = plots.group_params(list(SHAPES))
     assert list(groups) == ["encoder.embed", "encoder.block0", "encoder.block1", "decoder",
                             "joint_network", "ctc_lin"]
-    assert make_plots.layer_group("encoder.encoders.blocks.12.feed_forward.w_1.weight") == "encoder.block12"
-    order = make_plots.group_params([f"encoder.encoders.blocks.{i}.w" for i in (10, 2, 1)])
+    assert plots.layer_group("encoder.encoders.blocks.12.feed_forward.w_1.weight") == "encoder.block12"
+    order = plots.group_params([f"encoder.encoders.blocks.{i}.w" for i in (10, 2, 1)])
     assert list(order) == ["encoder.block1", "encoder.block2", "encoder.block10"]
 
 
 def test_group_stats_match_masks(tmp_path):
     pm = fake_masks(tmp_path / "m.pth")
-    groups = make_plots.group_params(pm.param_names)
-    sparsity, overlap = make_plots.group_stats(pm, groups)
+    groups = plots.group_params(pm.param_names)
+    sparsity, overlap = plots.group_stats(pm, groups)
     m = pm.for_language("fr")["decoder.rnn.0.weight_ih_l0"]
     assert sparsity["decoder"]["fr"] == pytest.approx(1 - m.float().mean().item())
     for g in groups:
@@ -61,7 +62,7 @@ def test_group_stats_match_masks(tmp_path):
         assert overlap[g]["fr"]["fr"] == pytest.approx(1.0)
         assert 0.0 <= overlap[g]["en"]["nl"] <= 1.0
     # one group holding everything = the whole-model overlap of PathwayMasks
-    _, whole = make_plots.group_stats(pm, {"all": pm.param_names})
+    _, whole = plots.group_stats(pm, {"all": pm.param_names})
     assert whole["all"]["fr"]["nl"] == pytest.approx(pm.overlap("fr", "nl"))
 
 

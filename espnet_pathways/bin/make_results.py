@@ -1,4 +1,4 @@
-"""Generate ``RESULTS.md`` from experiment directories (never edit it by hand).
+"""Write ``RESULTS.md`` from experiment directories (never edit it by hand).
 
 Usage::
 
@@ -9,468 +9,24 @@ Usage::
         [--config dense=conf/train_dense.yaml ...] [--overlap_json exp/masks/overlap.json] \\
         [--title "..."] [--precision 1]
 
-Inputs per system ``NAME=EXP_DIR``:
-
-* ``EXP_DIR/<decode_dir>/test_<lang>/score_wer/score.json`` and ``.../score_cer/score.json``
-  (written by ``espnet_pathways.bin.score``); a missing file gives an ``n/a``
-  cell and a warning, so partially finished runs still produce a table.
-* optional ``EXP_DIR/system_info.json``: ``{"params_total": int, "params_kept": int,
-  "sparsity": {lang: fraction}, "union_sparsity": fraction}`` (fractions in [0, 1]).
-
-Why generated: every number in RESULTS.md must be traceable to a score file,
-and re-running after more runs finish must simply rewrite the file (the write
-is atomic, and the output depends only on the inputs and the environment).
+What it reads and writes is :mod:`espnet_pathways.reporting.results`.  A malformed input is
+one error line naming the system, language and file, exit status 1, and the earlier
+``--out`` file is left as it was; the new one is moved into place only when complete.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import hashlib
-import json
 import logging
-import math
-import os
-import platform
-import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Optional
 
-from espnet_pathways.scoring import atomic_write
+from espnet_pathways.bin._cli import setup_logging
+from espnet_pathways.fileio import atomic_write_text
+from espnet_pathways.reporting.results import build_markdown, parse_name_value
 
 logger = logging.getLogger("espnet_pathways.bin.make_results")
-
-NA = "n/a"
-METRICS: Tuple[Tuple[str, str], ...] = (("CER", "score_cer"), ("WER", "score_wer"))
-
-#: Config sections whose scalar leaves are listed as "key hyperparameters".
-CONFIG_SECTIONS = (
-    "frontend_conf", "specaug_conf", "encoder_conf", "decoder_conf", "joint_net_conf",
-    "model_conf", "optim_conf", "scheduler_conf",
-)
-#: Top-level scalar keys listed as-is.
-CONFIG_TOP_KEYS = (
-    "frontend", "specaug", "normalize", "encoder", "decoder", "model", "optim", "scheduler",
-    "max_epoch", "batch_type", "batch_size", "batch_bins", "accum_grad", "grad_clip",
-    "num_iters_per_epoch", "patience", "best_model_criterion", "keep_nbest_models",
-    "token_type", "use_amp", "seed",
-)
-MAX_SECTION_ITEMS = 24
-
-
-# --------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------
-def parse_name_value(s: str, what: str) -> Tuple[str, str]:
-    """Split ``NAME=VALUE``; argparse type helper with a useful message."""
-    name, sep, value = s.partition("=")
-    if not sep or not name or not value:
-        raise argparse.ArgumentTypeError(f"{what} must look like NAME=PATH, got {s!r}")
-    return name, value
-
-
-def load_json(path: Path) -> Optional[Dict[str, Any]]:
-    """Return parsed JSON or None (with a warning) if absent/unreadable."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        logger.warning("cannot read %s: %s", path, e)
-        return None
-
-
-@dataclass
-class SystemScores:
-    """Scores of one system: ``scores[lang][metric]`` is score.json or None."""
-
-    name: str
-    exp_dir: Path
-    scores: Dict[str, Dict[str, Optional[Dict[str, Any]]]] = field(default_factory=dict)
-    info: Optional[Dict[str, Any]] = None
-
-    def rate(self, lang: str, metric: str) -> Optional[float]:
-        s = self.scores.get(lang, {}).get(metric)
-        if s is None or s.get("error_rate") is None:
-            return None
-        return float(s["error_rate"])
-
-    def average(self, langs: Sequence[str], metric: str) -> Optional[float]:
-        """Unweighted mean over languages (as in the paper); None if any is missing,
-        since an average over a subset is not comparable across systems."""
-        vals = [self.rate(lang, metric) for lang in langs]
-        if not vals or any(v is None for v in vals):
-            return None
-        return sum(vals) / len(vals)  # type: ignore[arg-type]
-
-
-def load_system(name: str, exp_dir: Path, decode_dir: str, langs: Sequence[str]) -> SystemScores:
-    sys_scores = SystemScores(name=name, exp_dir=exp_dir)
-    for lang in langs:
-        sys_scores.scores[lang] = {}
-        for metric, sub in METRICS:
-            path = exp_dir / decode_dir / f"test_{lang}" / sub / "score.json"
-            data = load_json(path)
-            if data is None:
-                logger.warning("missing %s for system %s, lang %s: %s", metric, name, lang, path)
-            sys_scores.scores[lang][metric] = data
-    sys_scores.info = load_json(exp_dir / "system_info.json")
-    return sys_scores
-
-
-# --------------------------------------------------------------------------
-# Formatting helpers
-# --------------------------------------------------------------------------
-def fmt(x: Optional[float], precision: int) -> str:
-    if x is None or not math.isfinite(x):
-        return NA
-    return f"{x:.{precision}f}"
-
-
-def fmt_pct_fraction(x: Any, precision: int) -> str:
-    """A fraction in [0, 1] shown as a percentage."""
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        return NA
-    return f"{100.0 * x:.{precision}f} %"
-
-
-def fmt_count(n: Any) -> str:
-    """Parameter counts as e.g. ``31.2M``."""
-    if not isinstance(n, (int, float)) or isinstance(n, bool):
-        return NA
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.2f}{suffix}"
-    return str(int(n))
-
-
-def md_cell(x: Any) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ")
-
-
-def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align_right_from: int = 1) -> str:
-    header = [md_cell(h) for h in header]
-    seps = ["---" if i < align_right_from else "---:" for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(seps) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(md_cell(c) for c in row) + " |")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------
-# Sections
-# --------------------------------------------------------------------------
-def results_table(
-    systems: Sequence[SystemScores], langs: Sequence[str], precision: int,
-    reference: Optional[str],
-) -> str:
-    header = ["System"]
-    for lang in langs:
-        header += [f"{lang} CER", f"{lang} WER"]
-    header += ["Avg CER", "Avg WER"]
-    ref_avg: Optional[float] = None
-    if reference is not None:
-        header.append(f"Rel. Avg WER vs {reference}")
-        ref_sys = next(s for s in systems if s.name == reference)
-        ref_avg = ref_sys.average(langs, "WER")
-    rows = []
-    for s in systems:
-        row: List[str] = [s.name]
-        for lang in langs:
-            row += [fmt(s.rate(lang, "CER"), precision), fmt(s.rate(lang, "WER"), precision)]
-        avg_cer, avg_wer = s.average(langs, "CER"), s.average(langs, "WER")
-        for metric, avg in (("CER", avg_cer), ("WER", avg_wer)):
-            if avg is None:
-                logger.warning("system %s: average %s is n/a (missing languages)", s.name, metric)
-        row += [fmt(avg_cer, precision), fmt(avg_wer, precision)]
-        if reference is not None:
-            if s.name == reference:
-                row.append("(reference)")
-            elif avg_wer is None or ref_avg is None or ref_avg == 0:
-                row.append(NA)
-            else:
-                row.append(f"{100.0 * (avg_wer - ref_avg) / ref_avg:+.{precision}f} %")
-        rows.append(row)
-    return md_table(header, rows)
-
-
-def details_table(systems: Sequence[SystemScores], langs: Sequence[str], precision: int) -> str:
-    """Counts behind each rate, so a reader can check n/a cells and test sizes."""
-    header = ["System", "Lang", "#utt", "#words", "WER", "S/D/I (words)", "#chars", "CER",
-              "missing hyps", "sclite check"]
-    rows = []
-    for s in systems:
-        for lang in langs:
-            w = s.scores[lang].get("WER")
-            c = s.scores[lang].get("CER")
-            base = w or c or {}
-            checks = [x.get("sclite_agrees") for x in (w, c) if x is not None]
-            if not checks or all(v is None for v in checks):
-                check = "-"
-            else:
-                check = "ok" if all(v is not False for v in checks) else "MISMATCH"
-            rows.append([
-                s.name, lang,
-                base.get("n_utt", NA),
-                w["n_ref"] if w else NA,
-                fmt(s.rate(lang, "WER"), precision),
-                f"{w['sub']}/{w['del']}/{w['ins']}" if w else NA,
-                c["n_ref"] if c else NA,
-                fmt(s.rate(lang, "CER"), precision),
-                base.get("missing", NA),
-                check,
-            ])
-    return md_table(header, rows, align_right_from=2)
-
-
-def sparsity_table(systems: Sequence[SystemScores], langs: Sequence[str], precision: int) -> Optional[str]:
-    if not any(s.info for s in systems):
-        return None
-    header = ["System"] + [f"sparsity {lang}" for lang in langs] + [
-        "union sparsity", "params kept", "params total", "kept %"]
-    rows = []
-    for s in systems:
-        info = s.info or {}
-        sp = info.get("sparsity") or {}
-        kept, total = info.get("params_kept"), info.get("params_total")
-        ratio = NA
-        if isinstance(kept, (int, float)) and isinstance(total, (int, float)) and total:
-            ratio = f"{100.0 * kept / total:.{precision}f} %"
-        rows.append(
-            [s.name] + [fmt_pct_fraction(sp.get(lang), precision) for lang in langs]
-            + [fmt_pct_fraction(info.get("union_sparsity"), precision),
-               fmt_count(kept), fmt_count(total), ratio]
-        )
-    return md_table(header, rows)
-
-
-def overlap_section(path: Path, precision: int) -> str:
-    data = load_json(path)
-    if data is None:
-        logger.warning("overlap json not found or unreadable: %s", path)
-        return f"`{path}`: {NA}"
-    langs: List[str] = list(data.get("languages") or sorted(data.get("overlap", {})))
-    parts = [f"Source: `{path}`"]
-    for key, title in (("overlap", "Overlap"), ("iou", "IoU")):
-        mat = data.get(key)
-        if not isinstance(mat, dict):
-            continue
-        rows = []
-        for a in langs:
-            row = [a]
-            for b in langs:
-                v = (mat.get(a) or {}).get(b)
-                row.append(fmt(float(v), precision + 2) if isinstance(v, (int, float)) else NA)
-            rows.append(row)
-        parts.append(f"**{title}** (row vs column)\n\n" + md_table([""] + langs, rows))
-    return "\n\n".join(parts)
-
-
-def data_section(path: Path) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = [ln.rstrip("\r\n") for ln in f if ln.strip()]
-    except OSError as e:
-        logger.warning("cannot read data summary %s: %s", path, e)
-        return f"`{path}`: {NA}"
-    if not lines:
-        return f"`{path}`: (empty)"
-    header = lines[0].split("\t")
-    rows = [ln.split("\t") for ln in lines[1:]]
-    rows = [r + [""] * (len(header) - len(r)) for r in rows]
-    return f"Source: `{path}`\n\n" + md_table(header, rows)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _flatten(obj: Any, prefix: str) -> List[Tuple[str, Any]]:
-    """Scalar leaves of nested dicts/lists as dotted keys (``body_conf.0.hidden_size``)."""
-    if isinstance(obj, dict):
-        out: List[Tuple[str, Any]] = []
-        for k, v in obj.items():
-            out += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-        return out
-    if isinstance(obj, list):
-        if all(not isinstance(v, (dict, list)) for v in obj):
-            return [(prefix, obj)]
-        out = []
-        for i, v in enumerate(obj):
-            out += _flatten(v, f"{prefix}.{i}")
-        return out
-    return [(prefix, obj)]
-
-
-def config_hyperparameters(cfg: Mapping[str, Any]) -> List[Tuple[str, Any]]:
-    """Key hyperparameters: selected top-level scalars, then selected *_conf leaves."""
-    items: List[Tuple[str, Any]] = [(k, cfg[k]) for k in CONFIG_TOP_KEYS if k in cfg]
-    for sec in CONFIG_SECTIONS:
-        if sec in cfg and cfg[sec] is not None:
-            leaves = _flatten(cfg[sec], sec)
-            if len(leaves) > MAX_SECTION_ITEMS:
-                leaves = leaves[:MAX_SECTION_ITEMS] + [(f"{sec}.…", f"{len(leaves) - MAX_SECTION_ITEMS} more")]
-            items += leaves
-    return items
-
-
-def configs_section(configs: Sequence[Tuple[str, str]]) -> str:
-    parts = []
-    for name, p in configs:
-        path = Path(p)
-        try:
-            digest = sha256_file(path)[:12]
-        except OSError as e:
-            logger.warning("cannot read config %s: %s", path, e)
-            parts.append(f"### {name}\n\n`{path}`: {NA}")
-            continue
-        try:
-            import yaml  # lazy: only needed when configs are listed
-
-            with open(path, encoding="utf-8") as f:
-                cfg = yaml.safe_load(f) or {}
-        except Exception as e:  # noqa: BLE001 - report any YAML problem, keep going
-            logger.warning("cannot parse config %s: %s", path, e)
-            cfg = {}
-        lines = [f"### {name}", "", f"`{path}` (sha256 `{digest}`)", ""]
-        hp = config_hyperparameters(cfg) if isinstance(cfg, dict) else []
-        lines += [f"- `{k}`: {json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v}" for k, v in hp]
-        parts.append("\n".join(lines).rstrip())
-    return "\n\n".join(parts)
-
-
-def _pkg_version(name: str) -> str:
-    """Installed version without importing the package (torch import is slow)."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-    except Exception:  # noqa: BLE001
-        return NA
-
-
-def git_commit(repo: Path) -> str:
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10,
-        )
-        if head.returncode != 0:
-            return NA
-        status = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
-        )
-        dirty = " (uncommitted changes)" if status.stdout.strip() else ""
-        return head.stdout.strip() + dirty
-    except (OSError, subprocess.SubprocessError):
-        return NA
-
-
-def environment_section(repo: Path) -> str:
-    rows = [
-        ("Date (UTC)", _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")),
-        ("Platform", platform.platform()),
-        ("Python", platform.python_version()),
-        ("torch", _pkg_version("torch")),
-        ("torchaudio", _pkg_version("torchaudio")),
-        ("espnet", _pkg_version("espnet")),
-        ("CPU count", str(os.cpu_count() or NA)),
-        ("Git commit", git_commit(repo)),
-    ]
-    return md_table(["Item", "Value"], rows, align_right_from=99)
-
-
-# --------------------------------------------------------------------------
-# Assembly
-# --------------------------------------------------------------------------
-def stage_times_section(path: Path) -> str:
-    """The pipeline's stage timings (``exp/stage_times.tsv``: date, stage, name, seconds).
-
-    The latest run of each stage counts, so a rerun of one stage updates its row.
-    """
-    latest: dict = {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                parts = line.rstrip("\n").split("\t")
-                if len(parts) == 4:
-                    latest[(int(parts[1]), parts[2])] = (parts[0], int(parts[3]))
-    except OSError as e:
-        logger.warning("cannot read stage times %s: %s", path, e)
-        return NA
-    rows = [(str(n), name, when, f"{sec / 60:.1f}") for (n, name), (when, sec) in sorted(latest.items())]
-    total = sum(sec for _, sec in latest.values())
-    rows.append(("", "total", "", f"{total / 60:.1f}"))
-    return md_table(["Stage", "What", "Finished", "Minutes"], rows, align_right_from=3)
-
-
-def rtf_section(systems_dirs: List[Tuple[str, str]], decode_dir: str, langs: List[str]) -> Optional[str]:
-    """Streaming real-time factor per system (decoding time / audio, one CPU thread a job).
-
-    Reads ``<exp>/<decode_dir>/<test set>/rtf`` (lines ``job rtf seconds audio_seconds``).
-    """
-    rows = []
-    for name, exp in systems_dirs:
-        cpu = audio = 0.0
-        for rtf in sorted(Path(exp, decode_dir).glob("*/rtf")):
-            for line in rtf.read_text(encoding="utf-8").splitlines():
-                parts = line.split()
-                if len(parts) == 4:
-                    cpu += float(parts[2])
-                    audio += float(parts[3])
-        if audio > 0:
-            rows.append((name, f"{audio / 60:.1f}", f"{cpu / 60:.1f}", f"{cpu / audio:.3f}"))
-    if not rows:
-        return None
-    return md_table(["System", "Audio (min)", "Decoding (CPU min)", "RTF"], rows, align_right_from=1)
-
-
-def build_markdown(args: argparse.Namespace) -> str:
-    langs = [x for x in args.langs.split(",") if x]
-    systems = [load_system(n, Path(p), args.decode_dir, langs) for n, p in args.system]
-    p = args.precision
-    out = [
-        f"# {args.title}",
-        "",
-        "<!-- Generated by `python -m espnet_pathways.bin.make_results`; do not edit by hand. -->",
-        "",
-        f"Decoding: `{args.decode_dir}`; error rates in %; averages are unweighted means "
-        f"over {', '.join(langs)} ({NA} if any language is missing).",
-        "",
-        "## Results",
-        "",
-        results_table(systems, langs, p, args.reference_system),
-        "",
-        "### Details",
-        "",
-        details_table(systems, langs, p),
-    ]
-    sp = sparsity_table(systems, langs, p)
-    if sp is not None:
-        out += ["", "## Sparsity and parameters", "", sp]
-    if args.overlap_json:
-        out += ["", "## Mask overlap", "", overlap_section(Path(args.overlap_json), p)]
-    rtf = rtf_section(args.system, args.decode_dir, langs)
-    if rtf is not None:
-        out += ["", "## Streaming decoding speed", "", rtf]
-    if args.data_summary:
-        out += ["", "## Data", "", data_section(Path(args.data_summary))]
-    if args.config:
-        out += ["", "## Configs", "", configs_section(args.config)]
-    if args.stage_times:
-        out += ["", "## Stage timings", "", stage_times_section(Path(args.stage_times))]
-    out += ["", "## Environment", "", environment_section(Path(args.repo))]
-    return "\n".join(out) + "\n"
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -497,23 +53,27 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", type=int, default=1, help="decimals for rates")
     p.add_argument("--repo", default=".", help="git repository for the commit id")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--verbose", action="store_true", help="a traceback on errors")
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
-    )
+    setup_logging(args.log_level)
     names = [n for n, _ in args.system]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         parser.error(f"duplicate --system names: {dup}")
     if args.reference_system is not None and args.reference_system not in names:
         parser.error(f"--reference_system {args.reference_system!r} is not one of {names}")
-    text = build_markdown(args)
-    atomic_write(Path(args.out), text)
+    try:
+        atomic_write_text(Path(args.out), build_markdown(args))
+    except (ValueError, OSError, RuntimeError) as e:
+        if args.verbose:
+            raise
+        logger.error("%s not written: %s", args.out, e)
+        return 1
     logger.info("wrote %s (%d systems)", args.out, len(names))
     return 0
 

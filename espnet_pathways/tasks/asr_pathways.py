@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Tuple
+from types import ModuleType
+from typing import Any, Iterator, Mapping, Optional, Sequence, Tuple
 
 import torch
 from typeguard import typechecked
 
-from espnet2.asr_transducer.espnet_transducer_model import ESPnetASRTransducerModel
+from espnet2.asr_transducer.encoder.encoder import Encoder
 from espnet2.tasks.asr_transducer import ASRTransducerTask
 from espnet2.utils.types import str_or_none
 
@@ -129,32 +131,16 @@ class ASRPathwaysTask(ASRTransducerTask):
     @classmethod
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> PathwayTransducerModel:
-        """Build ESPnet's transducer modules, then the pathway model around them."""
-        # Our model's own options are not ESPnetASRTransducerModel's: keep them out of
-        # the base build, pass them to PathwayTransducerModel below.
-        model_conf = dict(args.model_conf or {})
-        loss_impl = model_conf.pop("rnnt_loss_impl", "torchaudio")
-        args.model_conf = model_conf
-        try:
-            if (getattr(args, "encoder", None) or "conformer") == "conformer":
-                base = super().build_model(args)
-            else:
-                base = cls._build_base_model(args)
-        finally:
-            args.model_conf = dict(args.model_conf, rnnt_loss_impl=loss_impl)
+        """ESPnet's ``ASRTransducerTask.build_model``, building our encoder and model.
+
+        One build, by ESPnet's own code: :func:`pathway_builders` substitutes, for the
+        duration of the call only, the two names that differ (``--encoder`` and
+        :class:`PathwayTransducerModel`); everything else (token list, frontend,
+        specaug, normalize, decoder, joint network, ``model_conf``) is ESPnet's.
+        """
         languages = list(getattr(args, "languages", None) or [])
-        model = PathwayTransducerModel(
-            vocab_size=base.vocab_size,
-            token_list=base.token_list,
-            frontend=base.frontend,
-            specaug=base.specaug,
-            normalize=base.normalize,
-            encoder=base.encoder,
-            decoder=base.decoder,
-            joint_network=base.joint_network,
-            languages=languages,
-            **args.model_conf,
-        )
+        with pathway_builders(getattr(args, "encoder", None), languages):
+            model = super().build_model(args)
         masks_path = getattr(args, "pathway_masks", None)
         if masks_path:
             from espnet_pathways.masks import PathwayMasks
@@ -163,61 +149,59 @@ class ASRPathwaysTask(ASRTransducerTask):
         log_model_summary(model)
         return model
 
-    @classmethod
-    def _build_base_model(cls, args: argparse.Namespace) -> ESPnetASRTransducerModel:
-        """ASRTransducerTask.build_model with ``build_encoder(args.encoder, ...)`` in place
-        of ESPnet's ``Encoder(input_size, **args.encoder_conf)`` (same modules, same order)."""
-        from espnet2.asr_transducer.joint_network import JointNetwork
-        from espnet2.tasks.asr_transducer import (
-            decoder_choices,
-            frontend_choices,
-            normalize_choices,
-            specaug_choices,
-        )
 
-        if isinstance(args.token_list, str):
-            with open(args.token_list, encoding="utf-8") as f:
-                token_list = [line.rstrip() for line in f]
-            args.token_list = list(token_list)  # keep the config portable, as ESPnet does
-        elif isinstance(args.token_list, (tuple, list)):
-            token_list = list(args.token_list)
-        else:
-            raise RuntimeError("token_list must be str or list")
-        vocab_size = len(token_list)
-        if hasattr(args, "scheduler_conf"):
-            args.model_conf["warmup_steps"] = args.scheduler_conf.get("warmup_steps", 25000)
-        if getattr(args, "init", None) is not None:
-            raise NotImplementedError("--init is not supported (as in ASRTransducerTask)")
+@contextmanager
+def pathway_builders(encoder_type: Optional[str], languages: Sequence[str]) -> Iterator[None]:
+    """Within the block, ESPnet's transducer task builds ``build_encoder(encoder_type,
+    ...)`` for its ``Encoder`` and :class:`PathwayTransducerModel` for its model.
 
-        if args.input_size is None:
-            frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
-            input_size = frontend.output_size()
-        else:
-            frontend = None
-            input_size = args.input_size
-        specaug = (
-            specaug_choices.get_class(args.specaug)(**args.specaug_conf)
-            if args.specaug is not None else None
-        )
-        normalize = (
-            normalize_choices.get_class(args.normalize)(**args.normalize_conf)
-            if args.normalize is not None else None
-        )
-        encoder = build_encoder(args.encoder, input_size, args.encoder_conf)
-        decoder = decoder_choices.get_class(args.decoder)(vocab_size, **args.decoder_conf)
-        joint_network = JointNetwork(
-            vocab_size, encoder.output_size, decoder.output_size, **args.joint_network_conf
-        )
-        return ESPnetASRTransducerModel(
-            vocab_size=vocab_size,
-            token_list=token_list,
-            frontend=frontend,
-            specaug=specaug,
-            normalize=normalize,
-            encoder=encoder,
-            decoder=decoder,
-            joint_network=joint_network,
-            **args.model_conf,
-        )
+    ``ASRTransducerTask.build_model`` looks both names up in its module when it runs, so
+    replacing them there (and restoring them on exit, however the block ends) reuses
+    ESPnet's builder unchanged.  ``model_conf.rnnt_loss_impl`` reaches our model through
+    ESPnet's ``**args.model_conf``.
+    """
+    import espnet2.tasks.asr_transducer as espnet_task
+
+    def encoder(input_size: int, **encoder_conf: Any) -> Encoder:
+        return build_encoder(encoder_type, input_size, encoder_conf)
+
+    def model(**kwargs: Any) -> PathwayTransducerModel:
+        draw_discarded_auxiliary_layers(kwargs)
+        return PathwayTransducerModel(languages=languages, **kwargs)
+
+    with substituted(espnet_task, Encoder=encoder, ESPnetASRTransducerModel=model):
+        yield
 
 
+@contextmanager
+def substituted(module: ModuleType, **names: Any) -> Iterator[None]:
+    """Within the block, ``module.<name>`` is the given object; the originals are back
+    on exit, however the block ends.
+
+    The one way this plugin swaps a piece of ESPnet: ESPnet's functions look their
+    collaborators up in their own module at call time, so a scoped substitution reuses
+    ESPnet's code unchanged where only one piece differs.
+    """
+    saved = {name: getattr(module, name) for name in names}
+    for name, value in names.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)
+
+
+def draw_discarded_auxiliary_layers(model_kwargs: Mapping[str, Any]) -> None:
+    """Draw (and drop) the random initial weights of the auxiliary CTC / LM output layers.
+
+    Why: the builder of earlier versions made ESPnet's model first and then ours around
+    its modules, so these two layers were initialised twice and the second draw was
+    kept.  Drawing the first one here keeps a given seed giving the same initial weights
+    -- hence the same trained models and results -- as models trained before.
+    """
+    vocab_size = model_kwargs["vocab_size"]
+    if model_kwargs.get("auxiliary_ctc_weight", 0.0) > 0:
+        torch.nn.Linear(model_kwargs["encoder"].output_size, vocab_size)
+    if model_kwargs.get("auxiliary_lm_loss_weight", 0.0) > 0:
+        torch.nn.Linear(model_kwargs["decoder"].output_size, vocab_size)
