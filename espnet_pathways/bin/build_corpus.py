@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from typing import List, Optional
 
+from espnet_pathways.bin._cli import run
 from espnet_pathways.corpus.build import CorpusError, Options, build
 from espnet_pathways.text import SUPPORTED_LANGS
 
@@ -71,13 +71,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
     # dict.fromkeys: drop repeated languages, keep order.
     kwargs["langs"] = list(dict.fromkeys(x.strip() for x in kwargs["langs"].split(",") if x.strip()))
     start = time.time()
-    try:
-        build(Options(**kwargs))
-    except CorpusError as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    build(Options(**kwargs))
     logging.info("corpus built in %.1f s", time.time() - start)
 
 
 if __name__ == "__main__":
-    main()
+    run(main, exit_codes={CorpusError: 1})
