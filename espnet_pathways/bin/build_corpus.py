@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from typing import List, Optional
 
@@ -71,9 +72,13 @@ def main(cmd: Optional[List[str]] = None) -> None:
     # dict.fromkeys: drop repeated languages, keep order.
     kwargs["langs"] = list(dict.fromkeys(x.strip() for x in kwargs["langs"].split(",") if x.strip()))
     start = time.time()
-    build(Options(**kwargs))
+    try:
+        build(Options(**kwargs))
+    except CorpusError as e:  # the corpus builder's own faults: one line, exit 1
+        logging.error("%s", e)
+        sys.exit(1)
     logging.info("corpus built in %.1f s", time.time() - start)
 
 
 if __name__ == "__main__":
-    run(main, exit_codes={CorpusError: 1})
+    run(main)
