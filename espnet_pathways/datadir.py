@@ -104,6 +104,8 @@ def audio_problem(utt: str, wav: str, fs: int) -> Optional[str]:
         return None  # a command pipe: ESPnet runs it at load time
     if not Path(wav).is_file():
         return f"audio file not found: {wav}"
+    if Path(wav).stat().st_size == 0:
+        return f"empty audio file (0 bytes): {wav}"
     try:
         info = soundfile.info(wav)
     except Exception as e:  # noqa: BLE001 - soundfile raises several types

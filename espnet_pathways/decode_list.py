@@ -88,6 +88,8 @@ def read_audio_file(path: PathLike, fs: int, where: Optional[str] = None) -> np.
     where = where or str(path)
     if not Path(path).is_file():
         raise BadUtteranceError(f"{where}: file not found")
+    if Path(path).stat().st_size == 0:
+        raise BadUtteranceError(f"{where}: empty file (0 bytes)")
     try:
         speech, rate = soundfile.read(str(path), dtype="float32", always_2d=False)
     except Exception as e:  # noqa: BLE001 - libsndfile raises several types
@@ -122,8 +124,11 @@ class UtteranceReader:
         is_pipe = path.rstrip().endswith("|")
         if not path:
             raise BadUtteranceError(f"utterance {key}: no audio path in {self.wav_scp}")
-        if not is_pipe and ":" not in path and not Path(path).is_file():
-            raise BadUtteranceError(f"{where}: file not found")
+        if not is_pipe and ":" not in path:
+            if not Path(path).is_file():
+                raise BadUtteranceError(f"{where}: file not found")
+            if Path(path).stat().st_size == 0:
+                raise BadUtteranceError(f"{where}: empty file (0 bytes)")
         try:
             rate, speech = self.reader[key]
         except Exception as e:  # noqa: BLE001 - libsndfile / pipes raise several types

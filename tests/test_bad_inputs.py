@@ -209,7 +209,7 @@ def test_recognize_skip_bad_false_stops_and_keeps_the_earlier_output(recipe, tmp
 
 
 @pytest.mark.parametrize("name,reason", [("text.wav", "unreadable audio"),
-                                         ("empty.wav", "unreadable audio"),
+                                         ("empty.wav", "empty file (0 bytes)"),
                                          ("stereo.wav", "2 channels"),
                                          ("rate8k.wav", "sampling rate 8000")])
 def test_recognize_bad_audio_file_is_one_line(recipe, capsys, name, reason):
@@ -230,6 +230,7 @@ def test_recognize_bad_audio_in_a_list_names_each_utterance(recipe, tmp_path, ca
     bad = dict(x.split(" ", 1) for x in (out / "bad_utts").read_text().splitlines())
     assert set(bad) == {"a_text", "b_empty", "d_stereo"}
     assert "unreadable audio" in bad["a_text"] and "2 channels" in bad["d_stereo"]
+    assert "empty file" in bad["b_empty"]
     assert (out / "1best_recog/text").read_text().startswith("c_good")
 
 
@@ -382,6 +383,30 @@ def test_stage2_names_a_missing_wav_file_not_found(tmp_path):
     assert "audio file not found" in bad["s9-gone"] and "System error" not in bad["s9-gone"]
 
 
+def test_stage2_names_empty_and_non_audio_files(tmp_path):
+    rows = rows_with([("s9-zero", "en", "words", "ok"), ("s9-text", "en", "words", "bad")])
+    d = make_dir(tmp_path, rows)
+    (tmp_path / "s9-zero.wav").write_bytes(b"")
+    from espnet_pathways.bin.format_data import main
+
+    main(["--languages", *LANGS, "--src", str(d), "--dst", str(tmp_path / "dump"),
+          "--max_bad_fraction", "0.1"])
+    bad = dict(x.split(" ", 1) for x in (tmp_path / "dump/bad_utts").read_text().splitlines())
+    assert "empty audio file (0 bytes)" in bad["s9-zero"] and "s9-zero.wav" in bad["s9-zero"]
+    assert "unreadable audio" in bad["s9-text"] and "Format not recognised" in bad["s9-text"]
+
+
+def test_stage2_too_many_bad_stops_with_the_first_reason_and_keeps_the_dump(tmp_path, capsys):
+    rows = [("s1-a", "en", "fine", "ok"), ("s2-b", "en", "?!", "ok")]
+    d = make_dir(tmp_path, rows)
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    (dump / "text").write_text("earlier output\n")
+    line = format_data(["--languages", *LANGS, "--src", str(d), "--dst", str(dump)], capsys)
+    assert "'en'" in line and "s2-b" in line and "no words" in line
+    assert (dump / "text").read_text() == "earlier output\n"
+
+
 def test_stage2_wrong_rate_stops_naming_the_utterance_and_keeps_the_old_dump(tmp_path, capsys):
     d = make_dir(tmp_path, [("s1-a", "en", "hello", "ok")], rate=8000)
     dump = tmp_path / "dump"
@@ -518,4 +543,4 @@ def test_make_tokens_merged_unknown_utterance_language(tmp_path, capsys):
     line = fails(make_tokens, ["--mode", "merged", "--vocab_size", "10", "--text",
                                str(tmp_path / "text"), "--utt2lang", str(tmp_path / "utt2lang"),
                                "--out_dir", str(tmp_path / "tokens")], capsys)
-    assert "'u2'" in line and "utt2lang" in line
+    assert "u2" in line and str(tmp_path / "utt2lang") in line and str(tmp_path / "text") in line
