@@ -331,6 +331,12 @@ def test_truncated_init_param_keeps_the_experiment_config(recipe, truncated_chec
                  capsys)
     assert str(truncated_checkpoint) in line and "--init_param" in line
     assert (exp / "config.yaml").read_text() == "the: experiment's config\n"
+    # The control: a readable --init_param passes the check and ESPnet goes on (a dry
+    # run builds the model and writes config.yaml, then stops).
+    run(train, ["--config", str(TINY_CONFIG), "--token_list", str(tmp_path / "tokens.txt"),
+                "--languages", *LANGS, "--output_dir", str(exp), "--init_param",
+                str(recipe / MODEL), "--dry_run", "true"])
+    assert yaml.safe_load((exp / "config.yaml").read_text())["init_param"] == [str(recipe / MODEL)]
 
 
 def test_verbose_adds_the_traceback(recipe, capsys):
