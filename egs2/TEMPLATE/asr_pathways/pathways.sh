@@ -312,7 +312,7 @@ decode_system() {
         --data_path_and_name_and_type "${data}/wav.scp,speech,sound" \
         --key_file "${out}/logdir/keys.JOB" --utt2lang "${data}/utt2lang" \
         --output_dir "${out}/logdir/output.JOB" "${masks[@]}"; then
-      local n_bad; n_bad=$(cat "${out}"/logdir/output.*/bad_utts 2>/dev/null | wc -l)
+      local n_bad; n_bad=$(cat "${out}"/logdir/output.*/bad_utts 2>/dev/null | wc -l) || true
       echo "$0: ${tag}/${t}: decoding failed: ${n_bad} bad utterance(s) in" \
            "${out}/logdir/output.*/bad_utts, logs ${out}/logdir/decode.*.log;" \
            "earlier results in ${out} are kept" >&2
