@@ -550,3 +550,13 @@ def test_make_tokens_merged_unknown_utterance_language(tmp_path, capsys):
                                str(tmp_path / "text"), "--utt2lang", str(tmp_path / "utt2lang"),
                                "--out_dir", str(tmp_path / "tokens")], capsys)
     assert "u2" in line and str(tmp_path / "utt2lang") in line and str(tmp_path / "text") in line
+
+
+def test_format_data_refuses_a_second_writer(tmp_path, capsys):
+    d = make_dir(tmp_path, [("s1-a", "en", "hello", "ok")])
+    dump = tmp_path / "dump"
+    with exclusive_lock(dump):
+        line = format_data(["--languages", *LANGS, "--src", str(d), "--dst", str(dump)],
+                           capsys)
+    assert str(dump) in line and "another run" in line
+    assert not (dump / "text").exists()
