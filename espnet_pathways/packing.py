@@ -537,16 +537,18 @@ def unpack_model(model_tag: PathLike, cachedir: Optional[PathLike] = None) -> Di
     cache = Path(d.cachedir)
     before = set(cache.iterdir()) if cache.is_dir() else set()
     try:
-        info = d.download_and_unpack(str(model_tag))
+        return expand_unpacked(d.download_and_unpack(str(model_tag)), source=str(model_tag))
     except BaseException as e:
         for new in (set(cache.iterdir()) if cache.is_dir() else set()) - before:
-            shutil.rmtree(new, ignore_errors=True) if new.is_dir() else new.unlink()
+            if new.is_dir() and not new.is_symlink():
+                shutil.rmtree(new, ignore_errors=True)
+            else:
+                new.unlink(missing_ok=True)
         if isinstance(e, (zipfile.BadZipFile, zlib.error, EOFError)):
             raise IncompleteModelError(
                 f"{model_tag}: cannot unpack the model ({type(e).__name__}: {e}); the zip "
                 "is truncated or corrupted: copy or pack it again") from None
         raise
-    return expand_unpacked(info, source=str(model_tag))
 
 
 def expand_unpacked(info: Mapping[str, str], source: str = "the model") -> Dict[str, str]:

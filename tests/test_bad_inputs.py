@@ -293,6 +293,18 @@ def test_truncated_zip_is_a_clear_error_and_leaves_no_cache(recipe, packed, tmp_
     assert not cache.exists() or not any(cache.iterdir())  # no stale dir, no .lock
 
 
+def test_failed_unpack_removes_its_cache_entries(packed, tmp_path, monkeypatch):
+    """Past the zip check (e.g. a zip that breaks while being read), the unpacker's own
+    failure still leaves no half-unpacked cache dir or .lock behind."""
+    import espnet_pathways.packing as packing
+
+    monkeypatch.setattr(packing, "check_packed_zip", lambda path: None)
+    cache = tmp_path / "cache"
+    with pytest.raises(packing.IncompleteModelError, match="truncated"):
+        packing.unpack_model(packed["truncated"], cachedir=cache)
+    assert not any(cache.iterdir())
+
+
 def test_hf_upload_does_not_call_a_truncated_zip_complete(packed, tmp_path, capsys):
     from espnet_pathways.bin.hf_upload import main as upload
 
