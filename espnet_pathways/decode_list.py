@@ -81,15 +81,21 @@ def check_speech(speech: np.ndarray, rate: int, fs: int, where: str) -> np.ndarr
     return speech
 
 
+def check_file(path: PathLike, where: str) -> None:
+    """Name the two faults libsndfile reports as "System error." / "Format not
+    recognised.": a missing file and an empty one."""
+    if not Path(path).is_file():
+        raise BadUtteranceError(f"{where}: file not found")
+    if Path(path).stat().st_size == 0:
+        raise BadUtteranceError(f"{where}: empty file (0 bytes)")
+
+
 def read_audio_file(path: PathLike, fs: int, where: Optional[str] = None) -> np.ndarray:
     """A mono float32 signal from an audio file, checked by :func:`check_speech`."""
     import soundfile
 
     where = where or str(path)
-    if not Path(path).is_file():
-        raise BadUtteranceError(f"{where}: file not found")
-    if Path(path).stat().st_size == 0:
-        raise BadUtteranceError(f"{where}: empty file (0 bytes)")
+    check_file(path, where)
     try:
         speech, rate = soundfile.read(str(path), dtype="float32", always_2d=False)
     except Exception as e:  # noqa: BLE001 - libsndfile raises several types
@@ -124,11 +130,8 @@ class UtteranceReader:
         is_pipe = path.rstrip().endswith("|")
         if not path:
             raise BadUtteranceError(f"utterance {key}: no audio path in {self.wav_scp}")
-        if not is_pipe and ":" not in path:
-            if not Path(path).is_file():
-                raise BadUtteranceError(f"{where}: file not found")
-            if Path(path).stat().st_size == 0:
-                raise BadUtteranceError(f"{where}: empty file (0 bytes)")
+        if not is_pipe and ":" not in path:  # a pipe or an ark offset: ESPnet reads it
+            check_file(path, where)
         try:
             rate, speech = self.reader[key]
         except Exception as e:  # noqa: BLE001 - libsndfile / pipes raise several types
