@@ -235,10 +235,11 @@ def decode_utterances(
                 summary.texts[key] = (results[0][0] or "").strip() if results else ""
                 if not progress and i % 50 == 0:
                     logging.info("decoded %d/%d utterances", i, len(keys))
-            summary.elapsed = time.perf_counter() - start
-            if write_rtf:
-                rtf = summary.elapsed / max(summary.audio_sec, 1e-9)
-                writer["rtf"]["all"] = f"{rtf:.4f} {summary.elapsed:.2f} {summary.audio_sec:.2f}"
+        summary.elapsed = time.perf_counter() - start
+        if write_rtf:  # not through the writer: its ids ("all") are not utterances
+            rtf = summary.elapsed / max(summary.audio_sec, 1e-9)
+            atomic_write_text(staging / "rtf", f"all {rtf:.4f} {summary.elapsed:.2f} "
+                                               f"{summary.audio_sec:.2f}\n")
         if summary.bad:
             atomic_write_text(staging / BAD_UTTS, "".join(f"{k} {r}\n" for k, r in summary.bad))
         publish(staging, output_dir)
