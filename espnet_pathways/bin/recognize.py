@@ -12,6 +12,12 @@
 a model-zoo name, a Hugging Face id); compact zips are expanded on first use.  Instead of
 ``--model``, ``--asr_train_config``/``--asr_model_file`` use an experiment directory.
 The language is ``--lang`` (every utterance) or ``--utt2lang`` (per utterance).
+
+A wav.scp run holds a lock on ``--output_dir`` (a second run there is refused), moves its
+results into place only when complete, and skips a bad utterance into
+``<output_dir>/bad_utts`` with exit status 1 at the end (``--skip_bad false``: stop at
+once); see :mod:`espnet_pathways.decode_list`.  Errors are one line (``--verbose``: with
+the traceback).
 """
 import argparse
 import sys
