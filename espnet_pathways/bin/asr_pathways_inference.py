@@ -94,13 +94,13 @@ def decode_dir(args: argparse.Namespace) -> None:
         keys = list(read_two_columns(args.key_file))
         absent = [k for k in keys if k not in scp]
         if absent:
-            raise KeyError(f"{len(absent)} utterances of {args.key_file} are not in {path}, "
+            raise KeyError(f"{len(absent)} utterance(s) of {args.key_file} are not in {path}, "
                            f"e.g. {' '.join(absent[:3])}")
     if args.utt2lang:
         utt2lang = read_utt2lang(args.utt2lang)
         missing = [k for k in keys if k not in utt2lang]
         if missing:
-            raise KeyError(f"{len(missing)} utterances have no entry in {args.utt2lang}, "
+            raise KeyError(f"{len(missing)} utterance(s) have no entry in {args.utt2lang}, "
                            f"e.g. {' '.join(missing[:3])}")
     else:
         utt2lang = {k: args.lang for k in keys}

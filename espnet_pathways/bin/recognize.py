@@ -90,7 +90,7 @@ def recognize_scp(
     if utt2lang is not None:
         missing = [k for k in keys if k not in utt2lang]
         if missing:
-            raise KeyError(f"{len(missing)} utterances of {wav_scp} have no language in "
+            raise KeyError(f"{len(missing)} utterance(s) of {wav_scp} have no language in "
                            f"utt2lang, e.g. {' '.join(missing[:3])}")
         langs = {k: utt2lang[k] for k in keys}
     else:
