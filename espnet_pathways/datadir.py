@@ -12,19 +12,23 @@ Policy (documented in docs/recipe.md):
 
 * configuration errors stop the stage with a message naming the utterance and file: an
   utterance with no ``utt2lang`` entry, a language not in ``--languages``, a wrong
-  sampling rate;
-* data faults are skipped with a warning naming the utterance and file: unreadable or
-  missing audio, an empty transcript, no transcript.  If more than ``max_bad_fraction``
-  of a language is skipped, the stage stops: that is no longer noise.
+  sampling rate (resample in data preparation), a duplicated key;
+* data faults are skipped with a warning naming the utterance and file, and listed with
+  the reason in ``bad_utts``: audio file not found, unreadable audio, empty audio,
+  more than one channel, no transcript, an empty transcript, a transcript with no word
+  (punctuation or symbols only), no speaker.  If more than ``max_bad_fraction`` of a
+  language is skipped, the stage stops: that is no longer noise.
 """
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from espnet_pathways.fileio import atomic_write_text, read_two_columns
 from espnet_pathways.languages import UnknownLanguageError, check_languages
 
 KALDI_FILES = ("wav.scp", "text", "utt2spk", "utt2lang")
@@ -35,21 +39,26 @@ class DataDirError(ValueError):
 
 
 def read_kaldi_map(path: Path, allow_empty_value: bool = False) -> Dict[str, str]:
-    """``key value...`` per line; duplicate keys are an error naming the line."""
-    out: Dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            key, _, value = line.partition(" ")
-            value = value.strip()
-            if not value and not allow_empty_value:
-                raise DataDirError(f"{path}:{n}: no value for key {key!r}")
-            if key in out:
-                raise DataDirError(f"{path}:{n}: key {key!r} appears twice")
-            out[key] = value
+    """``key value...`` per line (:func:`espnet_pathways.fileio.read_two_columns`, i.e.
+    ESPnet's reader); a duplicated key, or an empty value where one is needed, is an
+    error naming the file."""
+    out = read_two_columns(path)
+    if not allow_empty_value:
+        empty = [k for k, v in out.items() if not v.strip()]
+        if empty:
+            raise DataDirError(f"{path}: no value for key {empty[0]!r}")
     return out
+
+
+def transcript_problem(text: str) -> Optional[str]:
+    """Why a transcript cannot be trained on, or None: empty, or no letter or digit at
+    all (``?! ... ,;``), which would put punctuation into the vocabulary and count it
+    as words in scoring."""
+    if not text.strip():
+        return "empty transcript"
+    if not any(unicodedata.category(c)[0] in "LMN" for c in text):
+        return f"transcript has no words, only punctuation/symbols: {text.strip()!r}"
+    return None
 
 
 @dataclass
@@ -71,25 +80,40 @@ class DataDir:
             raise DataDirError(f"data directory {path} lacks {', '.join(missing)}")
         return cls(
             path=path,
-            wav=read_kaldi_map(path / "wav.scp"),
+            wav=read_kaldi_map(path / "wav.scp", allow_empty_value=True),
             text=read_kaldi_map(path / "text", allow_empty_value=True),
             utt2spk=read_kaldi_map(path / "utt2spk"),
             utt2lang=read_kaldi_map(path / "utt2lang"),
         )
 
 
-def _audio_problem(utt: str, wav: str, fs: int) -> Optional[str]:
-    """Why the audio of ``utt`` cannot be used, or None.  Reads the header only."""
+def soundfile_reason(e: BaseException) -> str:
+    """libsndfile's reason without its "Error opening '<path>': " prefix (the caller
+    names the file) and without its traceback lines."""
+    line = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+    return line.rsplit("': ", 1)[-1] if line.startswith("Error opening") else line
+
+
+def audio_problem(utt: str, wav: str, fs: int) -> Optional[str]:
+    """Why the audio of ``utt`` cannot be used (a data fault: skipped), or None.  Reads
+    the header only.  A sampling rate other than ``fs`` is a configuration error
+    (:class:`DataDirError`): the data preparation did not resample."""
     import soundfile
 
     if wav.endswith("|"):
         return None  # a command pipe: ESPnet runs it at load time
+    if not Path(wav).is_file():
+        return f"audio file not found: {wav}"
+    if Path(wav).stat().st_size == 0:
+        return f"empty audio file (0 bytes): {wav}"
     try:
         info = soundfile.info(wav)
     except Exception as e:  # noqa: BLE001 - soundfile raises several types
-        return f"unreadable audio {wav}: {e}"
+        return f"unreadable audio {wav}: {soundfile_reason(e)}"
     if info.frames == 0:
-        return f"empty audio {wav}"
+        return f"empty audio (0 samples) {wav}"
+    if info.channels != 1:
+        return f"{info.channels} channels in {wav}; the model takes mono audio"
     if info.samplerate != fs:
         raise DataDirError(
             f"utterance {utt!r}: {wav} has sampling rate {info.samplerate}, expected {fs} "
@@ -124,12 +148,14 @@ def check_datadir(
         reason = None
         if utt not in src.text:
             reason = f"no transcript in {src.path / 'text'}"
-        elif not src.text[utt].strip():
-            reason = f"empty transcript in {src.path / 'text'}"
+        elif transcript_problem(src.text[utt]) is not None:
+            reason = f"{transcript_problem(src.text[utt])} in {src.path / 'text'}"
         elif utt not in src.utt2spk:
             reason = f"no speaker in {src.path / 'utt2spk'}"
+        elif not src.wav[utt]:
+            reason = f"no audio path in {src.path / 'wav.scp'}"
         else:
-            reason = _audio_problem(utt, src.wav[utt], fs)
+            reason = audio_problem(utt, src.wav[utt], fs)
         if reason is not None:
             logging.warning("skipping utterance %s (%s): %s", utt, lang, reason)
             src.bad.append((utt, reason))
@@ -140,9 +166,12 @@ def check_datadir(
         good.append(utt)
     for lang, n_bad in per_lang_bad.items():
         if n_bad > max_bad_fraction * per_lang_total[lang]:
+            utt, why = next((u, r) for u, r in src.bad if src.utt2lang[u] == lang)
             raise DataDirError(
                 f"{n_bad} of {per_lang_total[lang]} utterances of language {lang!r} in "
-                f"{src.path} are unusable (see the warnings above); fix the data"
+                f"{src.path} are unusable (more than --max_bad_fraction "
+                f"{max_bad_fraction}; see the warnings above), e.g. utterance {utt}: "
+                f"{why}; fix the data"
             )
     if not good:
         raise DataDirError(f"no usable utterance in {src.path}")
@@ -150,9 +179,7 @@ def check_datadir(
 
 
 def _write(path: Path, lines: List[str]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, "".join(f"{x}\n" for x in lines))
 
 
 def write_datadir(

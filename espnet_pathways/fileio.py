@@ -37,15 +37,16 @@ class OutputLockedError(RuntimeError):
 
 
 @contextlib.contextmanager
-def atomic_output(path: PathLike) -> Iterator[Path]:
+def atomic_output(path: PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` on success.
 
     On an exception (or ``KeyboardInterrupt``) the temporary file is removed and
-    ``path`` keeps whatever it held before.
+    ``path`` keeps whatever it held before.  ``suffix`` ends the temporary name, for
+    writers that choose a format by it (ESPnet's packer needs ``.zip``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -7,12 +7,15 @@ chunk by chunk through ``encoder.chunk_forward``); this class only
 
 * keeps the dense (union) weights of the masked parameters aside and writes
   ``W * m_l`` into the model when the language changes (``set_language``);
-* checks the language: an unknown code is an error listing the known ones;
+* checks the language: an unknown code is an error listing the known ones, and a mask
+  file with a language the model was not configured for is refused (as in training);
+* names the file when a checkpoint is missing or truncated;
 * detokenises merged per-language word pieces (``token_mode: merged``).
 """
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -22,7 +25,8 @@ import torch
 import espnet2.bin.asr_transducer_inference as espnet_s2t
 from espnet2.bin.asr_transducer_inference import Speech2Text
 
-from espnet_pathways.languages import UnknownLanguageError
+from espnet_pathways.checkpoint import CheckpointError, describe_load_error
+from espnet_pathways.languages import UnknownLanguageError, check_mask_languages
 from espnet_pathways.tokens import pieces_to_text
 
 
@@ -52,8 +56,19 @@ class PathwaySpeech2Text(Speech2Text):
         # knows only ESPnet's model and Encoder: for this call, it is ASRPathwaysTask.
         from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask, substituted
 
-        with substituted(espnet_s2t, ASRTransducerTask=ASRPathwaysTask):
-            super().__init__(*args, **kwargs)
+        check_model_files(kwargs.get("asr_train_config"), kwargs.get("asr_model_file"))
+        try:
+            with substituted(espnet_s2t, ASRTransducerTask=ASRPathwaysTask):
+                super().__init__(*args, **kwargs)
+        except FileNotFoundError:
+            raise  # names its file (a stats file, a bpe model of the config)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
+            # torch's zip reader does not say which file it was reading
+            model_file = kwargs.get("asr_model_file")
+            raise CheckpointError(
+                f"{model_file}: cannot load the model ({describe_load_error(e)}); the "
+                "checkpoint is truncated or does not belong to this config"
+            ) from e
         args_ = self.asr_train_args
         self.languages: List[str] = list(getattr(args_, "languages", None) or [])
         self.token_mode: str = getattr(args_, "token_mode", "shared") or "shared"
@@ -64,6 +79,8 @@ class PathwaySpeech2Text(Speech2Text):
             from espnet_pathways.masks import PathwayMasks
 
             masks = PathwayMasks.load(mask_file)
+            if self.languages:  # the rule training applies (model.set_pathway_masks)
+                check_mask_languages(masks.languages, self.languages, str(mask_file))
             masks.check_compatible(self.asr_model)
             self.masks = masks.to(self.device)
             params = dict(self.asr_model.named_parameters())
@@ -110,6 +127,12 @@ class PathwaySpeech2Text(Speech2Text):
                 for name, dense in self._dense.items():
                     params[name].copy_(dense * mask[name].to(dense.dtype))
         self.lang = lang
+
+    def abort_stream(self) -> None:
+        """Drop a stream that failed half-way, so that the next utterance starts clean."""
+        self._in_stream = False
+        if self.streaming:  # ESPnet keeps streaming state only in streaming mode
+            self.reset_streaming_cache()
 
     def _select(self, lang: Optional[str]) -> None:
         if lang is not None:
@@ -201,15 +224,20 @@ class PathwaySpeech2Text(Speech2Text):
         """Build from a model-zoo tag, a Hugging Face id or a packed zip (unpacked by
         espnet_model_zoo; a compact zip is expanded once, beside the unpacked files)."""
         if model_tag is not None:
-            from espnet_model_zoo.downloader import ModelDownloader
+            from espnet_pathways.packing import unpack_model
 
-            from espnet_pathways.packing import expand_unpacked
-
-            files = expand_unpacked(ModelDownloader().download_and_unpack(model_tag))
+            files = unpack_model(model_tag)  # checks the zip, cleans up a failed unpack
             if kwargs.get("pathway_masks") is not None:  # an explicit mask file wins
                 files.pop("pathway_masks", None)
             kwargs.update(**files)
         return PathwaySpeech2Text(**kwargs)
+
+
+def check_model_files(asr_train_config: Any, asr_model_file: Any) -> None:
+    """Name a missing config or model file before ESPnet opens it."""
+    for what, f in (("training config", asr_train_config), ("model file", asr_model_file)):
+        if f is not None and not Path(f).is_file():
+            raise FileNotFoundError(f"{f}: {what} not found")
 
 
 def log_decoder(s2t: PathwaySpeech2Text) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence
 
+from espnet_pathways.fileio import atomic_write_text, read_two_columns
+
 
 class UnknownLanguageError(ValueError):
     """A language code that is not in the configured language list."""
@@ -40,17 +42,26 @@ def lang_to_id(lang: str, languages: Sequence[str], where: str = "") -> int:
         ) from None
 
 
+def check_mask_languages(mask_languages: Sequence[str], languages: Sequence[str],
+                         masks_file: str = "the pathway masks") -> None:
+    """Masks may only name configured languages: the rule of training
+    (``PathwayTransducerModel.set_pathway_masks``) and of inference alike."""
+    unknown = [lang for lang in mask_languages if lang not in languages]
+    if unknown:
+        raise UnknownLanguageError(
+            f"{masks_file}: the masks have pathways for language(s) {' '.join(unknown)}, "
+            f"which the model does not know (its languages: {' '.join(languages)}); "
+            "use the masks made for this model"
+        )
+
+
 def read_utt2lang(path: str | Path) -> Dict[str, str]:
-    """Read a Kaldi-style ``utt2lang`` file (``uttid lang``)."""
-    out: Dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{n}: expected 'uttid lang', got {line.rstrip()!r}")
-            out[parts[0]] = parts[1]
+    """Read a Kaldi-style ``utt2lang`` file (``uttid lang``); errors name the file."""
+    out = read_two_columns(path)
+    for utt, lang in out.items():
+        if not lang or len(lang.split()) != 1:
+            raise ValueError(f"{path}: utterance {utt}: expected 'uttid lang', "
+                             f"got language {lang!r}")
     return out
 
 
@@ -65,4 +76,4 @@ def write_utt2lang_id(
         if u not in utt2lang:
             raise KeyError(f"utterance {u!r} has no utt2lang entry")
         lines.append(f"{u} {lang_to_id(utt2lang[u], languages, f'utterance {u}')}\n")
-    Path(path).write_text("".join(lines), encoding="utf-8")
+    atomic_write_text(path, "".join(lines))

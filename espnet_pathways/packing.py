@@ -33,6 +33,8 @@ import logging
 import os
 import shutil
 import tempfile
+import zipfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
@@ -41,6 +43,8 @@ import torch
 import yaml
 from torch import Tensor
 
+from espnet_pathways.checkpoint import describe_load_error, load_state_dict
+from espnet_pathways.fileio import atomic_output
 from espnet_pathways.mask_file import check_format, jsonable, mask_checksum, pack_bits, unpack_bits
 from espnet_pathways.masks import PathwayMasks
 
@@ -49,6 +53,8 @@ __all__ = [
     "COMPACT_VERSION",
     "COMPACT_KEY",
     "CompactFormatError",
+    "IncompleteModelError",
+    "check_packed_zip",
     "compact_state_dict",
     "expand_state_dict",
     "save_compact",
@@ -69,6 +75,10 @@ PathLike = Union[str, Path]
 
 class CompactFormatError(ValueError):
     """A compact file is not ours, has an unknown version, or fails a check."""
+
+
+class IncompleteModelError(ValueError):
+    """A packed model zip that is truncated, corrupted or lacks a file it names."""
 
 
 # --------------------------------------------------------------------------- compact
@@ -217,7 +227,9 @@ def load_compact(path: PathLike) -> Tuple[Dict[str, Any], PathwayMasks]:
     except FileNotFoundError:
         raise
     except Exception as e:
-        raise CompactFormatError(f"{path}: cannot read ({type(e).__name__}: {e})") from e
+        raise CompactFormatError(
+            f"{path}: cannot read the compact model ({describe_load_error(e)}); the file is "
+            "truncated or not a compact model") from e
     return expand_state_dict(compact, where=str(path))
 
 
@@ -309,6 +321,8 @@ def pack_model(
         return p if p.is_absolute() else root / p
 
     cfg_path = resolve(asr_train_config)
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: training config not found")
     with cfg_path.open(encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
     if not isinstance(cfg, dict):
@@ -344,7 +358,7 @@ def pack_model(
     cfg_arc = _arcname(cfg_path, root, model_dir)
     model_src = resolve(asr_model_file)
     if not model_src.exists():
-        raise FileNotFoundError(f"no such model file: {model_src}")
+        raise FileNotFoundError(f"{model_src}: model file not found")
 
     options = [resolve(o) for o in option]
     outpath.parent.mkdir(parents=True, exist_ok=True)
@@ -353,9 +367,7 @@ def pack_model(
         files: Dict[str, str] = {}
         if compact:
             assert masks is not None
-            state = torch.load(str(model_src), map_location="cpu", weights_only=True)
-            if isinstance(state, dict) and "module" in state:
-                state = state["module"]
+            state = load_state_dict(model_src)  # names a truncated file
             arc = f"{Path(cfg_arc).parent}/{model_src.stem}.compact.pth"
             (stage / arc).parent.mkdir(parents=True, exist_ok=True)
             save_compact(state, masks, stage / arc)
@@ -377,9 +389,11 @@ def pack_model(
         with (stage / cfg_arc).open("w", encoding="utf-8") as f:
             yaml.safe_dump(cfg, f, allow_unicode=True)
         extra = [n for n in placed if n not in files.values()]
-        with _chdir(stage):
+        # ESPnet's packer writes the zip in place: give it a temporary name, so that a
+        # pack that stops leaves an earlier complete zip as it was.
+        with atomic_output(outpath, suffix=".zip") as tmp_zip, _chdir(stage):
             pack(files=files, yaml_files={"asr_train_config": cfg_arc}, option=extra,
-                 outpath=str(outpath))
+                 outpath=str(tmp_zip))
     summary = {
         "outpath": str(outpath),
         "compact": compact,
@@ -420,28 +434,123 @@ def expand_compact_file(
             cfg = yaml.safe_load(f)
         if cfg.get("pathway_masks") != str(masks_file):
             cfg["pathway_masks"] = str(masks_file)
-            tmp = cfg_path.with_name(cfg_path.name + ".tmp")
-            with tmp.open("w", encoding="utf-8") as f:
+            with atomic_output(cfg_path) as tmp, tmp.open("w", encoding="utf-8") as f:
                 yaml.safe_dump(cfg, f, allow_unicode=True)
-            tmp.replace(cfg_path)
     return {"asr_model_file": str(model_file), "pathway_masks": str(masks_file)}
+
+
+#: Config entries that name files, checked in a packed zip and after unpacking.
+FILE_KEYS: Tuple[Tuple[str, ...], ...] = PATH_KEYS + (("pathway_masks",),)
+
+
+def _named_files(cfg: Mapping[str, Any]) -> List[Tuple[str, str]]:
+    out = []
+    for keys in FILE_KEYS:
+        value = _get(cfg, keys)
+        if isinstance(value, str) and value not in ("", "none", "None"):
+            out.append((".".join(keys), value))
+    return out
+
+
+def check_packed_zip(path: PathLike) -> Dict[str, Any]:
+    """The ``meta.yaml`` of a complete packed model, or :class:`IncompleteModelError`.
+
+    Complete: a readable zip whose members all pass their CRC check (a truncated or
+    corrupted copy fails here), with ``meta.yaml``, every file it lists, and every file
+    the config names (``pathway_masks``, ``bpemodel``, ...) inside the zip: a config that
+    named a file outside would silently use whatever has that name where it is run.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: packed model not found")
+    try:
+        with zipfile.ZipFile(path) as z:
+            corrupted = z.testzip()
+            names = set(z.namelist())
+            if corrupted is not None:
+                raise IncompleteModelError(
+                    f"{path}: member {corrupted} of the zip is corrupted (CRC mismatch); "
+                    "copy or pack the model again")
+            if "meta.yaml" not in names:
+                raise IncompleteModelError(
+                    f"{path}: the zip is incomplete: it has no meta.yaml (pack models with "
+                    "python -m espnet_pathways.bin.asr_pathways_pack)")
+            meta = yaml.safe_load(z.read("meta.yaml"))
+            listed = {**(meta.get("yaml_files") or {}), **(meta.get("files") or {})}
+            for key, arc in listed.items():
+                if arc not in names:
+                    raise IncompleteModelError(
+                        f"{path}: the zip is incomplete: it lacks {arc} ({key} in "
+                        "meta.yaml); pack the model again")
+            cfg_arc = (meta.get("yaml_files") or {}).get("asr_train_config")
+            cfg = yaml.safe_load(z.read(cfg_arc)) if cfg_arc else {}
+    except (zipfile.BadZipFile, zlib.error, EOFError, yaml.YAMLError) as e:
+        raise IncompleteModelError(
+            f"{path}: not a complete model zip ({type(e).__name__}: {e}); the file is "
+            "truncated or corrupted: copy or pack it again") from None
+    for key, value in _named_files(cfg if isinstance(cfg, Mapping) else {}):
+        if value not in names:
+            raise IncompleteModelError(
+                f"{path}: the zip is incomplete: its config names {key}: {value}, which is "
+                "not in the zip; pack the model again with asr_pathways_pack")
+    return meta
+
+
+def check_unpacked_config(asr_train_config: PathLike, source: str) -> None:
+    """After unpacking, every file the config names must be a file of the unpacked
+    model (never a relative path, which would be read from the current directory)."""
+    cfg_path = Path(asr_train_config).resolve()
+    root = next((d for d in cfg_path.parents if (d / "meta.yaml").is_file()), cfg_path.parent)
+    with cfg_path.open(encoding="utf-8") as f:
+        cfg = yaml.safe_load(f) or {}
+    for key, value in _named_files(cfg):
+        p = Path(value)
+        inside = p.is_absolute() and (root == p.resolve() or root in p.resolve().parents)
+        if not inside or not p.is_file():
+            raise IncompleteModelError(
+                f"{source}: the packed model is incomplete: its config names {key}: "
+                f"{value}, which is not a file of the unpacked model ({root}); pack the "
+                "model again with asr_pathways_pack")
 
 
 def unpack_model(model_tag: PathLike, cachedir: Optional[PathLike] = None) -> Dict[str, str]:
     """``ModelDownloader.download_and_unpack`` (a zip path, a model-zoo name or a Hugging
     Face id), then expand a compact model.  Returns keyword arguments for
     ``PathwaySpeech2Text``: ``asr_train_config``, ``asr_model_file`` (+ ``pathway_masks``
-    for a compact zip)."""
+    for a compact zip).
+
+    A local zip is checked first (:func:`check_packed_zip`); if unpacking fails anyway,
+    the cache entries it created are removed, so that no half-unpacked model (or its
+    ``.lock``) is left behind to be found by the next run.
+    """
     from espnet_model_zoo.downloader import ModelDownloader
 
+    if Path(model_tag).is_file():
+        check_packed_zip(model_tag)
     d = ModelDownloader(cachedir) if cachedir is not None else ModelDownloader()
-    return expand_unpacked(d.download_and_unpack(str(model_tag)))
+    cache = Path(d.cachedir)
+    before = set(cache.iterdir()) if cache.is_dir() else set()
+    try:
+        return expand_unpacked(d.download_and_unpack(str(model_tag)), source=str(model_tag))
+    except BaseException as e:
+        for new in (set(cache.iterdir()) if cache.is_dir() else set()) - before:
+            if new.is_dir() and not new.is_symlink():
+                shutil.rmtree(new, ignore_errors=True)
+            else:
+                new.unlink(missing_ok=True)
+        if isinstance(e, (zipfile.BadZipFile, zlib.error, EOFError)):
+            raise IncompleteModelError(
+                f"{model_tag}: cannot unpack the model ({type(e).__name__}: {e}); the zip "
+                "is truncated or corrupted: copy or pack it again") from None
+        raise
 
 
-def expand_unpacked(info: Mapping[str, str]) -> Dict[str, str]:
-    """The dict ``download_and_unpack`` returned, with a compact model expanded."""
+def expand_unpacked(info: Mapping[str, str], source: str = "the model") -> Dict[str, str]:
+    """The dict ``download_and_unpack`` returned, with a compact model expanded and the
+    config's files checked (:func:`check_unpacked_config`)."""
     info = dict(info)
     if COMPACT_KEY in info:
         compact_file = info.pop(COMPACT_KEY)
         info.update(expand_compact_file(compact_file, info["asr_train_config"]))
+    check_unpacked_config(info["asr_train_config"], source)
     return info

@@ -13,8 +13,12 @@ Token lists follow ESPnet: ``<blank>`` first, ``<unk>`` second, ``<sos/eos>`` la
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Sequence
+
+from espnet_pathways.fileio import atomic_write_text, read_two_columns
 
 SPACE = "\u2581"  # sentencepiece's word-boundary mark
 RESERVED_FIRST = ("<blank>", "<unk>")
@@ -22,16 +26,9 @@ RESERVED_LAST = ("<sos/eos>",)
 
 
 def read_text(path: str | Path) -> Dict[str, str]:
-    """Kaldi ``text``: ``uttid words ...`` (an empty transcript is an empty string)."""
-    out: Dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            utt, _, words = line.partition(" ")
-            out[utt] = words.strip()
-    return out
+    """Kaldi ``text``: ``uttid words ...`` (an empty transcript is an empty string);
+    ESPnet's reader, errors naming the file (:func:`espnet_pathways.fileio.read_two_columns`)."""
+    return {utt: words.strip() for utt, words in read_two_columns(path).items()}
 
 
 def train_sentencepiece(
@@ -46,18 +43,23 @@ def train_sentencepiece(
     sentences = [s for s in sentences if s.strip()]
     if not sentences:
         raise ValueError(f"no text to train the sentencepiece model {prefix}")
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_prefix=str(prefix),
-        vocab_size=vocab_size,
-        model_type=model_type,
-        character_coverage=character_coverage,
-        input_sentence_size=100_000_000,
-        hard_vocab_limit=False,  # a small corpus may not support vocab_size pieces
-        unk_surface="<unk>",
-        minloglevel=2,
-    )
-    return prefix.with_suffix(".model")
+    # Trained under a temporary prefix and moved into place: a failed run leaves an
+    # earlier model as it was.
+    with tempfile.TemporaryDirectory(prefix=f".{prefix.name}.", dir=prefix.parent) as tmp:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_prefix=str(Path(tmp) / prefix.name),
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            input_sentence_size=100_000_000,
+            hard_vocab_limit=False,  # a small corpus may not support vocab_size pieces
+            unk_surface="<unk>",
+            minloglevel=2,
+        )
+        for ext in (".vocab", ".model"):
+            os.replace(Path(tmp) / f"{prefix.name}{ext}", prefix.with_name(prefix.name + ext))
+    return prefix.with_name(prefix.name + ".model")
 
 
 def model_pieces(model_file: str | Path) -> List[str]:
@@ -83,11 +85,8 @@ def token_list(pieces: Sequence[str]) -> List[str]:
 
 
 def write_lines(lines: Iterable[str], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
-    tmp.replace(path)
+    """One line per item, written atomically (:func:`espnet_pathways.fileio.atomic_write_text`)."""
+    atomic_write_text(path, "".join(f"{x}\n" for x in lines))
 
 
 def make_shared(text: Mapping[str, str], out_dir: str | Path, vocab_size: int,

@@ -170,3 +170,39 @@ def test_pathway_masks_cli_combine_random_inspect_info(tmp_path, capsys):
     info = json.loads((tmp_path / "info.json").read_text())
     union_pruned = sum(int((~m).sum()) for m in combined.union().values())
     assert info["params_total"] == 29 and info["params_kept"] == 29 - union_pruned
+
+
+@pytest.mark.parametrize("text,problem", [("", "empty transcript"),
+                                          ("?! ... ,;", "no words"),
+                                          ("« — »", "no words"),
+                                          ("ok?", None), ("l'été", None), ("42", None)])
+def test_transcript_problem(text, problem):
+    from espnet_pathways.datadir import transcript_problem
+
+    got = transcript_problem(text)
+    assert (got is None) if problem is None else (problem in got)
+
+
+def test_read_utt2lang_names_the_file(tmp_path):
+    from espnet_pathways.languages import read_utt2lang
+
+    (tmp_path / "utt2lang").write_text("u1 en\nu2\n")
+    with pytest.raises(ValueError, match=r"utt2lang: utterance u2"):
+        read_utt2lang(tmp_path / "utt2lang")
+    (tmp_path / "utt2lang").write_text("u1 en\nu1 fr\n")
+    with pytest.raises(ValueError, match=r"utt2lang.*u1 is duplicated"):
+        read_utt2lang(tmp_path / "utt2lang")
+    with pytest.raises(FileNotFoundError, match="nope: file not found"):
+        read_utt2lang(tmp_path / "nope")
+
+
+def test_failed_sentencepiece_training_keeps_the_earlier_model(tmp_path):
+    model = tokens.train_sentencepiece(["hello world", "ciao mondo"], tmp_path / "bpe", 12,
+                                       "char")
+    before = model.read_bytes()
+    with pytest.raises(ValueError, match="no text"):
+        tokens.train_sentencepiece(["  "], tmp_path / "bpe", 12, "char")
+    with pytest.raises(Exception):
+        tokens.train_sentencepiece(["abc"], tmp_path / "bpe", 12, "no_such_type")
+    assert model.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bpe.model", "bpe.vocab"]

@@ -10,6 +10,7 @@ from helpers import LANGS, tiny_args, tiny_model
 from test_model import random_pathways
 
 from espnet_pathways.languages import UnknownLanguageError
+from espnet_pathways.masks import PathwayMasks
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,39 @@ def test_dense_model_knows_its_languages(exp):
     assert s2t.known_languages == LANGS
     with pytest.raises(UnknownLanguageError):
         s2t.set_language("xx")
+
+
+def test_masks_for_other_languages_are_refused_like_in_training(exp, tmp_path):
+    """The rule of PathwayTransducerModel.set_pathway_masks, applied at inference."""
+    _, masks = exp
+    other = PathwayMasks(dict(zip(["de", "en", "fr", "it"], (masks.masks[lang] for lang in LANGS))),
+                         {"method": "random"})
+    other.save(tmp_path / "de.pth")
+    with pytest.raises(UnknownLanguageError, match=r"de\.pth.*language\(s\) de.*en fr it nl"):
+        speech2text(exp, streaming=False, pathway_masks=str(tmp_path / "de.pth"))
+
+
+def test_truncated_checkpoint_names_the_file(exp, tmp_path):
+    from espnet_pathways.checkpoint import CheckpointError
+
+    d, _ = exp
+    data = (d / "model.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    from espnet_pathways.inference import PathwaySpeech2Text
+
+    with pytest.raises(CheckpointError, match=r"cut\.pth: cannot load the model"):
+        PathwaySpeech2Text(asr_train_config=str(d / "config.yaml"),
+                           asr_model_file=str(tmp_path / "cut.pth"))
+    with pytest.raises(FileNotFoundError, match=r"nope\.pth: model file not found"):
+        PathwaySpeech2Text(asr_train_config=str(d / "config.yaml"),
+                           asr_model_file=str(tmp_path / "nope.pth"))
+
+
+def test_abort_stream_lets_the_next_utterance_start(exp):
+    s2t = speech2text(exp, streaming=True)
+    speech = np.random.default_rng(1).standard_normal(16000).astype("float32") * 0.1
+    step = s2t.audio_processor.decoding_samples
+    s2t.streaming_decode(speech[:step], is_final=False, lang="fr")
+    s2t.abort_stream()  # e.g. the rest of that utterance could not be read
+    hyps = s2t.decode_streaming_utterance(speech, lang="it")
+    assert s2t.lang == "it" and isinstance(s2t.text(hyps), str)

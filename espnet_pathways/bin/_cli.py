@@ -1,27 +1,78 @@
 """What every ``espnet_pathways.bin`` tool does around its ``main()``.
 
-ESPnet's log format, and bad input reported as one clear line naming what is wrong
+ESPnet's log format, and a failure reported as one clear line naming what is wrong
 (exit status 1) instead of a traceback: the messages are written to name the file,
-utterance or language at fault.
+utterance or language at fault.  ``--verbose`` (accepted by every tool, anywhere on its
+command line) adds the traceback, for bug reports.
 """
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Callable, Tuple, Type
+import traceback
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Type
+
+from espnet_pathways.fileio import OutputLockedError
 
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
-INPUT_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError)
+#: Errors that are the input's fault: their message is the whole story.
+INPUT_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, KeyError, OSError,
+                                                 OutputLockedError)
+VERBOSE_FLAG = "--verbose"
 
 
 def setup_logging(level: str | int) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
-def run(main: Callable[[], object]) -> None:
-    """Call ``main()``; an input error becomes an error line and exit status 1."""
+def error_line(e: BaseException, expected: Tuple[Type[BaseException], ...] = ()) -> str:
+    """The one line printed for ``e``: its message (``KeyError`` without the quotes
+    ``str()`` adds); an unexpected type also names itself, since it may be a bug."""
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    msg = msg.strip()
+    if not isinstance(e, INPUT_ERRORS + tuple(expected)):
+        msg = f"{type(e).__name__}: {msg}"
+    return msg
+
+
+def program_name(main: Callable[..., object]) -> str:
+    """``recognize`` for ``espnet_pathways.bin.recognize.main``, also under ``python -m``
+    (where the module is ``__main__``)."""
+    module = getattr(main, "__module__", None) or "main"
+    if module == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        module = spec.name if spec is not None else sys.argv[0]
+    return module.rsplit(".", 1)[-1].removesuffix(".py")
+
+
+def run(
+    main: Callable[..., object],
+    argv: Optional[Sequence[str]] = None,
+    exit_codes: Optional[Mapping[Type[BaseException], int]] = None,
+) -> object:
+    """Call ``main(argv)``; any error becomes one line on stderr and a non-zero exit.
+
+    ``argv`` defaults to ``sys.argv[1:]``; ``--verbose`` is taken out of it and makes the
+    traceback appear too.  ``exit_codes`` maps an exception type to its exit status
+    (default 1).  ``KeyboardInterrupt`` exits 130 without a traceback; ``SystemExit``
+    (argparse's usage errors) passes through.
+    """
+    args: List[str] = list(sys.argv[1:] if argv is None else argv)
+    verbose = VERBOSE_FLAG in args
+    args = [a for a in args if a != VERBOSE_FLAG]
+    prog = program_name(main)
     try:
-        main()
-    except INPUT_ERRORS as e:
-        logging.error("%s", e)
-        sys.exit(1)
+        return main(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the one place errors become an exit status
+        if verbose:
+            traceback.print_exc()
+        print(f"{prog}: error: {error_line(e, tuple(exit_codes or ()))}", file=sys.stderr)
+        code = 1
+        for kind, c in (exit_codes or {}).items():
+            if isinstance(e, kind):
+                code = c
+                break
+        sys.exit(code)

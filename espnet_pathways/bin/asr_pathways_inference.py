@@ -12,14 +12,15 @@ Each utterance is decoded in its own language (``--utt2lang``, or ``--lang`` for
 with ``--streaming true`` the audio is fed in ``--decoding_window`` ms chunks through
 ``Speech2Text.streaming_decode`` (the encoder's ``chunk_forward``), the real streaming
 path.  Writes ESPnet's ``<output_dir>/1best_recog/{text,token,token_int,score}`` and
-``<output_dir>/rtf`` (decoding time / audio duration).
+``<output_dir>/rtf`` (decoding time / audio duration), all moved into place only when the
+run is complete (an earlier complete output stays otherwise); a bad utterance is skipped
+into ``<output_dir>/bad_utts`` and the run exits 1 at the end (``--skip_bad false``:
+stop at the first one).  A second run on the same ``--output_dir`` is refused (lock).
 """
 import argparse
 import logging
-import time
 from typing import List, Optional
 
-from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 
@@ -49,39 +50,61 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoding_window", type=int, default=640, help="Chunk length in ms")
     p.add_argument("--left_context", type=int, default=32)
     p.add_argument("--nbest", type=int, default=1)
+    p.add_argument("--skip_bad", type=str2bool, default=True,
+                   help="Skip a bad utterance (listed in <output_dir>/bad_utts, exit status "
+                        "1 at the end); false: stop at the first one")
     return p
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args.log_level)
+    from espnet_pathways.fileio import exclusive_lock
+
+    with exclusive_lock(args.output_dir, "decoding results"):
+        decode_dir(args)
+
+
+def decode_dir(args: argparse.Namespace) -> None:
+    """Decode (holding the output directory's lock): see the module doc."""
     import torch
 
-    from espnet2.fileio.sound_scp import SoundScpReader
     from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
+    from espnet_pathways.decode_list import (
+        UtteranceReader,
+        check_languages,
+        decode_utterances,
+        model_sampling_rate,
+    )
+    from espnet_pathways.fileio import read_two_columns
     from espnet_pathways.inference import PathwaySpeech2Text, log_decoder
 
     set_all_random_seed(args.seed)
     torch.set_num_threads(1)  # jobs run in parallel, one per core
-    (path, name, kind), = [t for t in args.data_path_and_name_and_type if t[1] == "speech"]
+    speech = [t for t in args.data_path_and_name_and_type if t[1] == "speech"]
+    if len(speech) != 1:
+        raise ValueError("give exactly one --data_path_and_name_and_type <wav.scp>,speech,sound")
+    (path, _, kind), = speech
     if kind != "sound":
         raise ValueError(f"speech must be of type 'sound' (a wav.scp), got {kind!r}")
-    reader = SoundScpReader(path, dtype="float32", always_2d=False)
-    keys = list(reader.keys())
+    scp = read_two_columns(path)
+    keys = list(scp)
     if args.key_file:
-        with open(args.key_file, encoding="utf-8") as f:
-            keys = [line.split()[0] for line in f if line.strip()]
+        keys = list(read_two_columns(args.key_file))
+        absent = [k for k in keys if k not in scp]
+        if absent:
+            raise KeyError(f"{len(absent)} utterance(s) of {args.key_file} are not in {path}, "
+                           f"e.g. {' '.join(absent[:3])}")
     if args.utt2lang:
         utt2lang = read_utt2lang(args.utt2lang)
         missing = [k for k in keys if k not in utt2lang]
         if missing:
-            raise KeyError(f"{len(missing)} utterances have no entry in {args.utt2lang}, "
-                           f"e.g. {missing[:3]}")
-    elif args.lang:
-        utt2lang = {k: args.lang for k in keys}
+            raise KeyError(f"{len(missing)} utterance(s) have no entry in {args.utt2lang}, "
+                           f"e.g. {' '.join(missing[:3])}")
     else:
-        utt2lang = {k: None for k in keys}
+        utt2lang = {k: args.lang for k in keys}
+    langs = {k: utt2lang[k] for k in keys}
 
     s2t = PathwaySpeech2Text(
         asr_train_config=args.asr_train_config, asr_model_file=args.asr_model_file,
@@ -91,35 +114,13 @@ def main(cmd: Optional[List[str]] = None) -> None:
         decoding_window=args.decoding_window, left_context=args.left_context,
     )
     log_decoder(s2t)
-    # Decode language by language: a pathway switch rewrites the masked weights.
-    keys = sorted(keys, key=lambda k: (utt2lang[k] or "", k))
-    audio_sec = 0.0
-    start = time.perf_counter()
-    with DatadirWriter(args.output_dir) as writer:
-        for i, key in enumerate(keys, 1):
-            rate, speech = reader[key]
-            audio_sec += len(speech) / rate
-            lang = utt2lang[key]
-            try:
-                if s2t.streaming:
-                    hyps = s2t.decode_streaming_utterance(speech, lang=lang)
-                else:
-                    hyps = s2t(speech, lang=lang)
-                results = s2t.hypotheses_to_results(hyps)
-            except Exception as e:
-                raise RuntimeError(f"decoding utterance {key} ({lang}) failed: {e}") from e
-            for n, (text, token, token_int, hyp) in enumerate(results[: args.nbest], 1):
-                w = writer[f"{n}best_recog"]
-                w["token"][key] = " ".join(token)
-                w["token_int"][key] = " ".join(map(str, token_int))
-                w["score"][key] = str(float(hyp.score))
-                w["text"][key] = (text or "").strip()
-            if i % 50 == 0:
-                logging.info("decoded %d/%d utterances", i, len(keys))
-        elapsed = time.perf_counter() - start
-        writer["rtf"]["all"] = f"{elapsed / max(audio_sec, 1e-9):.4f} {elapsed:.2f} {audio_sec:.2f}"
+    check_languages(s2t, langs, args.utt2lang or "--lang")
+    reader = UtteranceReader(path, model_sampling_rate(s2t))
+    summary = decode_utterances(s2t, reader, keys, langs, args.output_dir, nbest=args.nbest,
+                                skip_bad=args.skip_bad, write_rtf=True)
     logging.info("decoded %d utterances, %.1f s audio in %.1f s: RTF %.3f",
-                 len(keys), audio_sec, elapsed, elapsed / max(audio_sec, 1e-9))
+                 len(keys), summary.audio_sec, summary.elapsed,
+                 summary.elapsed / max(summary.audio_sec, 1e-9))
 
 
 if __name__ == "__main__":

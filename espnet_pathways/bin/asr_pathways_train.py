@@ -4,14 +4,39 @@
 The same CLI and YAML as ``espnet2.bin.asr_transducer_train`` (it is ESPnet's
 ``AbsTask.main``), plus ``--languages``, ``--pathway_masks`` and the pruning options of
 :class:`espnet_pathways.trainer.PathwayTrainer`.  Works under ``espnet2.bin.launch``.
+
+ESPnet writes ``<output_dir>/config.yaml`` after building the model and *before* it
+reads ``--init_param``; so the files given by ``--init_param`` and ``--pathway_masks``
+are read here first: a truncated or missing one stops the run with a message naming it,
+and the experiment's existing ``config.yaml`` is left as it was.
 """
+import argparse
 from typing import List, Optional
 
+from espnet_pathways.bin._cli import run
 from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
 
 
 def get_parser():
     return ASRPathwaysTask.get_parser()
+
+
+def check_input_files(args: argparse.Namespace) -> None:
+    """Read every ``--init_param`` checkpoint and the ``--pathway_masks`` file, so that a
+    bad one fails before ESPnet overwrites ``config.yaml`` (see the module doc)."""
+    from espnet_pathways.checkpoint import load_state_dict
+
+    for spec in getattr(args, "init_param", None) or []:
+        path = spec.split(":", 1)[0]  # <file>[:src_key[:dst_key[:exclude]]]
+        load_state_dict(path, what="--init_param checkpoint")
+    masks = getattr(args, "pathway_masks", None)
+    if masks:
+        from espnet_pathways.languages import check_mask_languages
+        from espnet_pathways.masks import PathwayMasks
+
+        loaded = PathwayMasks.load(masks)  # names the file if missing or truncated
+        if getattr(args, "languages", None):
+            check_mask_languages(loaded.languages, args.languages, str(masks))
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
@@ -22,8 +47,11 @@ def main(cmd: Optional[List[str]] = None) -> None:
             --encoder_conf body_conf='[{block_type: conformer, ...}]'
         % python -m espnet_pathways.bin.asr_pathways_train --config conf/train_dense.yaml
     """
-    ASRPathwaysTask.main(cmd=cmd)
+    args = get_parser().parse_args(cmd)
+    if not args.print_config:
+        check_input_files(args)
+    ASRPathwaysTask.main(args=args)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,6 +14,7 @@ import sys
 import time
 from typing import List, Optional
 
+from espnet_pathways.bin._cli import run
 from espnet_pathways.corpus.build import CorpusError, Options, build
 from espnet_pathways.text import SUPPORTED_LANGS
 
@@ -73,11 +74,11 @@ def main(cmd: Optional[List[str]] = None) -> None:
     start = time.time()
     try:
         build(Options(**kwargs))
-    except CorpusError as e:
+    except CorpusError as e:  # the corpus builder's own faults: one line, exit 1
         logging.error("%s", e)
         sys.exit(1)
     logging.info("corpus built in %.1f s", time.time() - start)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

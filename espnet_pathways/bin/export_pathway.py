@@ -35,20 +35,24 @@ def export_pathway(
     import torch
     import yaml
 
+    from espnet_pathways.checkpoint import load_state_dict
+    from espnet_pathways.fileio import atomic_output, atomic_write_text
     from espnet_pathways.languages import UnknownLanguageError
     from espnet_pathways.masks import PathwayMasks
     from espnet_pathways.packing import is_compact_file, load_compact
 
+    if not Path(asr_train_config).is_file():
+        raise FileNotFoundError(f"{asr_train_config}: training config not found")
     with open(asr_train_config, encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{asr_train_config}: not a training config (a YAML mapping)")
     if is_compact_file(asr_model_file):
         state, masks = load_compact(asr_model_file)
         if pathway_masks:
             masks = PathwayMasks.load(pathway_masks)
     else:
-        state = torch.load(asr_model_file, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "module" in state:
-            state = state["module"]
+        state = load_state_dict(asr_model_file)  # names a missing or truncated file
         mask_file = pathway_masks or cfg.get("pathway_masks")
         if not mask_file:
             raise ValueError("no pathway masks: give --pathway_masks (the config has none)")
@@ -69,10 +73,11 @@ def export_pathway(
     cfg["model_conf"] = {k: v for k, v in (cfg.get("model_conf") or {}).items()
                          if k != "rnnt_loss_impl"}
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "config.yaml").open("w", encoding="utf-8") as f:
-        yaml.safe_dump(cfg, f, allow_unicode=True)
-    torch.save(out_state, str(out / "model.pth"))
+    # Each file through a temporary name: a failed export keeps an earlier one whole
+    # (model.pth first, config.yaml last: a config never names a model not yet there).
+    with atomic_output(out / "model.pth", suffix=".pth") as tmp:
+        torch.save(out_state, str(tmp))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, allow_unicode=True))
 
     if check:  # plain ESPnet must find every parameter of its model in the file
         from espnet2.tasks.asr_transducer import ASRTransducerTask
@@ -96,8 +101,7 @@ def export_pathway(
         "sparsity": round(masks.sparsity(lang), 6),
         "all_parameters": int(sum(v.numel() for v in out_state.values())),
     }
-    with (out / "export.yaml").open("w", encoding="utf-8") as f:
-        yaml.safe_dump(info, f)
+    atomic_write_text(out / "export.yaml", yaml.safe_dump(info))
     logging.info("exported %s pathway (sparsity %.3f) to %s", lang, info["sparsity"], out)
     return info
 

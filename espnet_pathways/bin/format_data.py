@@ -16,6 +16,7 @@ from espnet2.utils.types import str2bool
 
 from espnet_pathways.bin._cli import run, setup_logging
 from espnet_pathways.datadir import DataDir, check_datadir, languages_in, write_datadir
+from espnet_pathways.fileio import exclusive_lock
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -37,14 +38,17 @@ def main(cmd: Optional[List[str]] = None) -> None:
     setup_logging(args.log_level)
     src = DataDir.read(args.src)
     utts, num_samples = check_datadir(src, args.languages, args.fs, args.max_bad_fraction)
-    write_datadir(src, utts, num_samples, args.languages, args.dst)
-    logging.info("%s -> %s: %d utterances kept, %d skipped", args.src, args.dst,
-                 len(utts), len(src.bad))
-    if args.split_languages:
-        for lang in languages_in(src, utts):
-            sub = [u for u in utts if src.utt2lang[u] == lang]
-            out = write_datadir(src, sub, num_samples, args.languages, f"{args.dst}_{lang}")
-            logging.info("  %s: %d utterances -> %s", lang, len(sub), out)
+    # Held while writing <dst> and its <dst>_<lang> copies: two runs never mix their files.
+    with exclusive_lock(args.dst, "this formatted data dir"):
+        write_datadir(src, utts, num_samples, args.languages, args.dst)
+        logging.info("%s -> %s: %d utterances kept, %d skipped", args.src, args.dst,
+                     len(utts), len(src.bad))
+        if args.split_languages:
+            for lang in languages_in(src, utts):
+                sub = [u for u in utts if src.utt2lang[u] == lang]
+                out = write_datadir(src, sub, num_samples, args.languages,
+                                    f"{args.dst}_{lang}")
+                logging.info("  %s: %d utterances -> %s", lang, len(sub), out)
 
 
 if __name__ == "__main__":

@@ -14,19 +14,24 @@ paths), a ``README.md`` model card is written, and the folder is pushed with
 Needs: the ``huggingface_hub`` package, a token (``--token``, ``$HF_TOKEN`` or
 ``huggingface-cli login``) and network access to the Hub (``$HF_ENDPOINT``, default
 https://huggingface.co).  Without any of them the command stops before uploading and says
-what is missing (exit status 2).  ``--dry_run true`` only prepares and lists the folder.
+what is missing (exit status 2).  The zip is checked first (every member's CRC, every
+file its config names): a truncated or incomplete zip is an error (exit status 1).  ``--dry_run true`` only prepares and lists the folder.
 """
 import argparse
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import List, Optional
 from urllib.parse import urlparse
 
 from espnet2.utils.types import str2bool, str_or_none
+
+from espnet_pathways.bin._cli import run, setup_logging
 
 EXIT_NOT_READY = 2
 
@@ -136,9 +141,17 @@ def stage_folder(model_zip: Path, folder: Path, repo_id: str, license_: str) -> 
     """Extract the zip (as ``unzip`` would: no path rewriting) and write README.md."""
     import yaml
 
-    folder.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(model_zip) as z:
-        z.extractall(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Extracted beside the folder and swapped in whole: no half-extracted folder remains.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        with zipfile.ZipFile(model_zip) as z:
+            z.extractall(tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     meta = yaml.safe_load((folder / "meta.yaml").read_text(encoding="utf-8"))
     cfg_rel = meta["yaml_files"]["asr_train_config"]
     cfg = yaml.safe_load((folder / cfg_rel).read_text(encoding="utf-8"))
@@ -167,12 +180,14 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging(args.log_level)
     model_zip = Path(args.model)
     if not model_zip.is_file():
-        raise FileNotFoundError(f"no such packed model: {model_zip} "
+        raise FileNotFoundError(f"{model_zip}: packed model not found "
                                 "(make it with python -m espnet_pathways.bin.asr_pathways_pack)")
+    from espnet_pathways.packing import check_packed_zip
+
+    check_packed_zip(model_zip)  # a truncated zip is never called "complete" below
     if args.dry_run:
         token = None
     else:
@@ -198,11 +213,4 @@ def main(cmd: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UploadNotPossible as e:
-        print(f"hf_upload: {e}", file=sys.stderr)
-        sys.exit(EXIT_NOT_READY)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"hf_upload: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(run(main, exit_codes={UploadNotPossible: EXIT_NOT_READY}))

@@ -45,8 +45,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
         return
     if not args.utt2lang:
         raise ValueError("--mode merged needs --utt2lang")
-    tokens.make_merged(text, read_utt2lang(args.utt2lang), args.out_dir,
-                       args.vocab_size, args.model_type)
+    utt2lang = read_utt2lang(args.utt2lang)
+    missing = [u for u in text if u not in utt2lang]
+    if missing:
+        raise KeyError(f"{len(missing)} utterance(s) of {args.text} have no entry in "
+                       f"{args.utt2lang}, e.g. {' '.join(missing[:3])}")
+    tokens.make_merged(text, utt2lang, args.out_dir, args.vocab_size, args.model_type)
     for d in args.segment:
         d = Path(d)
         seg = tokens.segment_merged(tokens.read_text(d / "text"),

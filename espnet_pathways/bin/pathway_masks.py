@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from pathlib import Path
 from typing import List, Optional
 
-import torch
-
 from espnet_pathways.bin._cli import run, setup_logging
+from espnet_pathways.checkpoint import load_state_dict
+from espnet_pathways.fileio import atomic_output, atomic_write_text
 from espnet_pathways.masks import PathwayMasks
 from espnet_pathways.pruning import random_masks
 
@@ -34,14 +33,19 @@ def cmd_combine(args: argparse.Namespace) -> None:
     meta = {}
     for spec in args.inputs:
         lang, _, path = spec.partition("=")
-        if not path:
+        if not path or not lang:
             raise ValueError(f"expected LANG=FILE, got {spec!r}")
+        if lang in masks:
+            raise ValueError(f"language {lang!r} given twice ({spec!r})")
         pm = PathwayMasks.load(path)
+        if lang not in pm:
+            raise ValueError(f"{path}: has no mask for language {lang!r} (it has: "
+                             f"{' '.join(pm.languages)})")
         masks[lang] = {n: m.clone() for n, m in pm.for_language(lang).items()}
         sources[lang] = {"file": path, "sparsity": pm.sparsity(lang), "meta": pm.meta}
         meta.setdefault("method", pm.meta.get("method"))
     out = PathwayMasks(masks, {"method": f"combined-{meta.get('method')}", "sources": sources})
-    out.save(args.out)
+    save_masks(out, args.out)
     logging.info("wrote %s\n%s", args.out, out.summary_table())
 
 
@@ -54,8 +58,14 @@ def cmd_random(args: argparse.Namespace) -> None:
         masks[lang] = random_masks(like.shapes, sparsity, scope, seed=args.seed + i)
     out = PathwayMasks(masks, {"method": "random", "scope": scope, "seed": args.seed,
                                "like": str(args.like), "target_sparsity": args.sparsity})
-    out.save(args.out)
+    save_masks(out, args.out)
     logging.info("wrote %s\n%s", args.out, out.summary_table())
+
+
+def save_masks(masks: PathwayMasks, out: str) -> None:
+    """Save through a temporary name: an earlier mask file survives a failed run."""
+    with atomic_output(out, suffix=".pth") as tmp:
+        masks.save(tmp)
 
 
 def overlap_json(pm: PathwayMasks) -> dict:
@@ -80,8 +90,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
             for name, s in pm.layer_sparsity(lang).items():
                 print(f"  {s:6.3f}  {name}")
     if args.overlap_json:
-        Path(args.overlap_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.overlap_json).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        atomic_write_text(args.overlap_json, json.dumps(info, indent=2))
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -90,12 +99,13 @@ def cmd_info(args: argparse.Namespace) -> None:
     ``params_total`` counts the parameters used at inference (ESPnet's auxiliary CTC
     head, used only in training, is left out).
     """
-    state = torch.load(args.model_file, map_location="cpu", weights_only=False)
+    state = load_state_dict(args.model_file)
     names = [n for n in state if not n.startswith("ctc_lin.")]
     total = sum(state[n].numel() for n in names)
     info = {"params_total": total, "params_kept": total}
     if args.masks:
         pm = PathwayMasks.load(args.masks)
+        pm.check_compatible(state)  # names the mask file and the parameter
         union = pm.union()
         pruned = sum(int((~m).sum()) for m in union.values())
         info.update(
@@ -105,7 +115,7 @@ def cmd_info(args: argparse.Namespace) -> None:
             params_per_pathway={lang: total - sum(int((~m).sum()) for m in pm.for_language(lang).values())
                                 for lang in pm.languages},
         )
-    Path(args.out).write_text(json.dumps(info, indent=2), encoding="utf-8")
+    atomic_write_text(args.out, json.dumps(info, indent=2))
     logging.info("wrote %s: %s", args.out, info)
 
 

@@ -12,14 +12,21 @@
 a model-zoo name, a Hugging Face id); compact zips are expanded on first use.  Instead of
 ``--model``, ``--asr_train_config``/``--asr_model_file`` use an experiment directory.
 The language is ``--lang`` (every utterance) or ``--utt2lang`` (per utterance).
+
+A wav.scp run holds a lock on ``--output_dir`` (a second run there is refused), moves its
+results into place only when complete, and skips a bad utterance into
+``<output_dir>/bad_utts`` with exit status 1 at the end (``--skip_bad false``: stop at
+once); see :mod:`espnet_pathways.decode_list`.  Errors are one line (``--verbose``: with
+the traceback).
 """
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from espnet2.utils.types import str2bool, str_or_none
+
+from espnet_pathways.bin._cli import run, setup_logging
 
 
 def load_model(
@@ -48,33 +55,13 @@ def load_model(
     return PathwaySpeech2Text(**files)
 
 
-def decode(s2t, speech, lang: Optional[str]):
-    """n-best results ``(text, token, token_int, hyp)`` of one utterance."""
-    if s2t.streaming:
-        hyps = s2t.decode_streaming_utterance(speech, lang=lang)
-    else:
-        hyps = s2t(speech, lang=lang)
-    return s2t.hypotheses_to_results(hyps)
-
-
 def recognize_file(s2t, wav: Union[str, Path], lang: Optional[str] = None) -> str:
     """The text of one audio file (mono, at the model's sampling rate)."""
-    import soundfile
+    from espnet_pathways.decode_list import decode, model_sampling_rate, read_audio_file
 
-    speech, rate = soundfile.read(str(wav), dtype="float32", always_2d=False)
-    _check_rate(s2t, rate, wav)
-    if speech.ndim > 1:
-        raise ValueError(f"{wav}: {speech.shape[1]} channels; give mono audio")
+    speech = read_audio_file(wav, model_sampling_rate(s2t))
     results = decode(s2t, speech, lang)
     return (results[0][0] or "").strip() if results else ""
-
-
-def _check_rate(s2t, rate: int, where) -> None:
-    fs = (getattr(s2t.asr_train_args, "frontend_conf", None) or {}).get("fs", 16000)
-    if isinstance(fs, str):
-        fs = int(fs.lower().replace("k", "000"))
-    if rate != fs:
-        raise ValueError(f"{where}: sampling rate {rate} Hz, the model needs {fs} Hz")
 
 
 def recognize_scp(
@@ -85,44 +72,33 @@ def recognize_scp(
     lang: Optional[str] = None,
     nbest: int = 1,
     progress: bool = True,
+    skip_bad: bool = True,
 ) -> Dict[str, str]:
-    """Decode every utterance of ``wav_scp``; writes ESPnet's ``<n>best_recog`` files with
-    ``DatadirWriter`` and returns ``{utt: text}`` of the best hypotheses."""
-    from tqdm import tqdm
+    """Decode every utterance of ``wav_scp``; writes ESPnet's ``<n>best_recog`` files
+    (:func:`espnet_pathways.decode_list.decode_utterances`: bad utterances are skipped
+    into ``bad_utts``, results move into place only when complete) and returns
+    ``{utt: text}`` of the best hypotheses."""
+    from espnet_pathways.decode_list import (
+        UtteranceReader,
+        check_languages,
+        decode_utterances,
+        model_sampling_rate,
+    )
 
-    from espnet2.fileio.datadir_writer import DatadirWriter
-    from espnet2.fileio.sound_scp import SoundScpReader
-
-    reader = SoundScpReader(str(wav_scp), dtype="float32", always_2d=False)
-    keys = list(reader.keys())
+    reader = UtteranceReader(wav_scp, model_sampling_rate(s2t))
+    keys = reader.keys()
     if utt2lang is not None:
         missing = [k for k in keys if k not in utt2lang]
         if missing:
-            raise KeyError(f"{len(missing)} utterances have no language in utt2lang, "
-                           f"e.g. {missing[:3]}")
+            raise KeyError(f"{len(missing)} utterance(s) of {wav_scp} have no language in "
+                           f"utt2lang, e.g. {' '.join(missing[:3])}")
         langs = {k: utt2lang[k] for k in keys}
     else:
         langs = {k: lang for k in keys}
-    # Language by language: a pathway switch rewrites the masked weights.
-    keys.sort(key=lambda k: (langs[k] or "", k))
-    texts: Dict[str, str] = {}
-    with DatadirWriter(str(output_dir)) as writer:
-        for key in tqdm(keys, desc="recognize", unit="utt", disable=not progress,
-                        file=sys.stderr):
-            rate, speech = reader[key]
-            _check_rate(s2t, rate, key)
-            try:
-                results = decode(s2t, speech, langs[key])
-            except Exception as e:
-                raise RuntimeError(f"decoding utterance {key} ({langs[key]}) failed: {e}") from e
-            for n, (text, token, token_int, hyp) in enumerate(results[:nbest], 1):
-                w = writer[f"{n}best_recog"]
-                w["token"][key] = " ".join(token)
-                w["token_int"][key] = " ".join(map(str, token_int))
-                w["score"][key] = str(float(hyp.score))
-                w["text"][key] = (text or "").strip()
-            texts[key] = (results[0][0] or "").strip() if results else ""
-    return texts
+    check_languages(s2t, langs, "utt2lang" if utt2lang is not None else "--lang")
+    summary = decode_utterances(s2t, reader, keys, langs, output_dir, nbest=nbest,
+                                skip_bad=skip_bad, progress=progress)
+    return summary.texts
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -148,47 +124,63 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--nbest", type=int, default=1)
     g.add_argument("--ngpu", type=int, default=0)
     g.add_argument("--progress", type=str2bool, default=True)
+    g.add_argument("--skip_bad", type=str2bool, default=True,
+                   help="Skip a bad utterance (listed in <output_dir>/bad_utts, exit status "
+                        "1 at the end); false: stop at the first one")
     p.add_argument("--log_level", type=lambda x: x.upper(), default="WARNING")
     return p
 
 
 def main(cmd: Optional[List[str]] = None) -> Union[str, Dict[str, str]]:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging(args.log_level)
     if (args.wav is None) == (args.wav_scp is None):
         raise ValueError("give exactly one of --wav and --wav_scp")
     if args.wav_scp is not None and args.output_dir is None:
         raise ValueError("--wav_scp needs --output_dir")
     if args.wav is not None and args.utt2lang is not None:
         raise ValueError("--utt2lang is for --wav_scp; give --lang with --wav")
-    s2t = load_model(
+    if args.wav is not None:
+        return _recognize_one(args)
+    from espnet_pathways.fileio import exclusive_lock
+
+    # Held from before the model loads to the end: a second run on the same directory
+    # is refused at once instead of merging its lines into this one's.
+    with exclusive_lock(args.output_dir, "recognition results"):
+        return _recognize_list(args)
+
+
+def _load(args: argparse.Namespace):
+    return load_model(
         model=args.model, asr_train_config=args.asr_train_config,
         asr_model_file=args.asr_model_file, cachedir=args.cachedir,
         pathway_masks=args.pathway_masks, device="cuda" if args.ngpu > 0 else "cpu",
         beam_size=args.beam_size, nbest=args.nbest, streaming=args.streaming,
         decoding_window=args.decoding_window, left_context=args.left_context,
     )
-    if args.wav is not None:
-        text = recognize_file(s2t, args.wav, lang=args.lang)
-        print(text)
-        return text
+
+
+def _recognize_one(args: argparse.Namespace) -> str:
+    s2t = _load(args)
+    text = recognize_file(s2t, args.wav, lang=args.lang)
+    print(text)
+    return text
+
+
+def _recognize_list(args: argparse.Namespace) -> Dict[str, str]:
     utt2lang = None
     if args.utt2lang is not None:
         from espnet_pathways.languages import read_utt2lang
 
         utt2lang = read_utt2lang(args.utt2lang)
+    s2t = _load(args)
     texts = recognize_scp(s2t, args.wav_scp, args.output_dir, utt2lang=utt2lang,
-                          lang=args.lang, nbest=args.nbest, progress=args.progress)
+                          lang=args.lang, nbest=args.nbest, progress=args.progress,
+                          skip_bad=args.skip_bad)
     print(f"decoded {len(texts)} utterances -> {Path(args.output_dir) / '1best_recog'}",
           file=sys.stderr)
     return texts
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run(main)

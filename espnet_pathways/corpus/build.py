@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from espnet_pathways.corpus import fillets, tts
+from espnet_pathways.fileio import atomic_write_text
 from espnet_pathways.text import SUPPORTED_LANGS, normalize, skip_reason, tts_text
 
 SPLITS = ("train", "dev", "test")
@@ -217,11 +217,8 @@ def _chunks(jobs: List[Job]) -> List[List[Job]]:
 
 
 def _write(path: Path, rows: Iterable[str]) -> None:
-    """Atomic text write (temp file + rename), UTF-8, one row per line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
+    """Atomic text write (:func:`espnet_pathways.fileio.atomic_write_text`), one row per line."""
+    atomic_write_text(path, "".join(r + "\n" for r in rows))
 
 
 def write_kaldi_dir(d: Path, items: List[Tuple[Job, float]]) -> None:

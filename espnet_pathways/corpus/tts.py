@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from espnet_pathways.fileio import atomic_output
+
 # (engine, engine voice name, short tag used in speaker ids)
 BASE_VOICES: Dict[str, List[Tuple[str, str, str]]] = {
     "en": [
@@ -105,33 +107,27 @@ def noise_file(cache_dir: Path, rate: int) -> Path:
     path = cache_dir / f"noise_{rate}.wav"
     with _noise_lock:
         if not path.exists():
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.wav")
-            _run(["sox", "-R", "-n", "-r", str(rate), "-c", "1", "-b", "16", str(tmp),
-                  "synth", "40", "whitenoise"])
-            tmp.replace(path)
+            with atomic_output(path, suffix=".wav") as tmp:  # sox picks the format by it
+                _run(["sox", "-R", "-n", "-r", str(rate), "-c", "1", "-b", "16", str(tmp),
+                      "synth", "40", "whitenoise"])
     return path
 
 
 def postprocess(raw: Path, out: Path, spk: Speaker, noise_dir: Path) -> None:
     """Mix in noise, apply speed/pitch, resample to 16 kHz mono 16-bit; atomic write."""
-    tmp = out.with_name(out.name + ".tmp.wav")
-    fmt = ["-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer", str(tmp)]
-    if spk.engine == "recorded":
-        cmd = ["sox", "-R", str(raw), *fmt]
-    else:
-        with wave.open(str(raw), "rb") as w:
-            rate, dur = w.getframerate(), w.getnframes() / w.getframerate()
-        cmd = ["sox", "-R", "-m", "-v", "1", str(raw), "-v", str(spk.noise),
-               str(noise_file(noise_dir, rate)), *fmt, "trim", "0", f"{dur:.4f}",
-               "speed", str(spk.speed), "pitch", str(spk.pitch_cents), "rate", str(SAMPLE_RATE)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic_output(out, suffix=".wav") as tmp:  # sox picks the format by the suffix
+        fmt = ["-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer", str(tmp)]
+        if spk.engine == "recorded":
+            cmd = ["sox", "-R", str(raw), *fmt]
+        else:
+            with wave.open(str(raw), "rb") as w:
+                rate, dur = w.getframerate(), w.getnframes() / w.getframerate()
+            cmd = ["sox", "-R", "-m", "-v", "1", str(raw), "-v", str(spk.noise),
+                   str(noise_file(noise_dir, rate)), *fmt, "trim", "0", f"{dur:.4f}",
+                   "speed", str(spk.speed), "pitch", str(spk.pitch_cents),
+                   "rate", str(SAMPLE_RATE)]
         _run(cmd)
         wav_duration(tmp)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def synth_one(spk: Speaker, text: str, raw: Path) -> None:

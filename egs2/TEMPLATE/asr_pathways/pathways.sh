@@ -140,6 +140,9 @@ stage_data() {
   local/data.sh ${local_data_opts}
 }
 
+# A data fault (missing/unreadable/stereo audio, no words in the transcript) skips the
+# utterance into <dump dir>/bad_utts; a configuration fault (unknown language, wrong
+# sampling rate) or too many skips stops here with one line naming the utterance/file.
 stage_format() {
   log "Checking and formatting data dirs into ${data_feats} (bad utterances: see bad_utts)"
   ${python} -m espnet_pathways.bin.format_data --languages ${languages} --fs "$fs" \
@@ -301,20 +304,30 @@ decode_system() {
     local n; n=$(wc -l <"${data}/wav.scp"); local jobs=$((n < nj ? n : nj))
     awk -v n="$jobs" -v d="${out}/logdir" '{ print $1 > (d "/keys." ((NR - 1) % n + 1)) }' "${data}/wav.scp"
     log "${tag}: decoding ${data} (${n} utts, ${jobs} jobs, model ${model##*/}) -> ${out}"
-    ${decode_cmd} JOB=1:"${jobs}" "${out}/logdir/decode.JOB.log" \
+    # A job that meets a bad utterance decodes the others, lists it in its bad_utts and
+    # fails; the results below are then not replaced (the earlier ones stay complete).
+    if ! ${decode_cmd} JOB=1:"${jobs}" "${out}/logdir/decode.JOB.log" \
       ${python} -m espnet_pathways.bin.asr_pathways_inference --config "$decode_config" \
         --asr_train_config "${dir}/config.yaml" --asr_model_file "$model" \
         --data_path_and_name_and_type "${data}/wav.scp,speech,sound" \
         --key_file "${out}/logdir/keys.JOB" --utt2lang "${data}/utt2lang" \
-        --output_dir "${out}/logdir/output.JOB" "${masks[@]}"
+        --output_dir "${out}/logdir/output.JOB" "${masks[@]}"; then
+      local n_bad; n_bad=$(cat "${out}"/logdir/output.*/bad_utts 2>/dev/null | wc -l) || true
+      echo "$0: ${tag}/${t}: decoding failed: ${n_bad} bad utterance(s) in" \
+           "${out}/logdir/output.*/bad_utts, logs ${out}/logdir/decode.*.log;" \
+           "earlier results in ${out} are kept" >&2
+      exit 1
+    fi
     for lang in ${only:-${languages}}; do  # per-language copies: test_en/text, ...
       [ -d "${data_feats}/${t}_${lang}" ] || continue
-      mkdir -p "${dir}/${decode_tag}/${t}_${lang}"
+      local lang_dir=${dir}/${decode_tag}/${t}_${lang}
+      mkdir -p "$lang_dir"
       cat "${out}"/logdir/output.*/1best_recog/text \
         | awk 'NR == FNR { keep[$1] = 1; next } ($1 in keep)' "${data_feats}/${t}_${lang}/utt2lang" - \
-        | sort >"${dir}/${decode_tag}/${t}_${lang}/text"
+        | sort >"${lang_dir}/text.tmp"
+      mv "${lang_dir}/text.tmp" "${lang_dir}/text"
     done
-    cat "${out}"/logdir/output.*/rtf >"${out}/rtf"
+    cat "${out}"/logdir/output.*/rtf >"${out}/rtf.tmp" && mv "${out}/rtf.tmp" "${out}/rtf"
     for f in text token token_int score; do
       cat "${out}"/logdir/output.*/1best_recog/${f} | sort >"${out}/${f}.tmp"
       mv "${out}/${f}.tmp" "${out}/${f}"
@@ -416,6 +429,7 @@ stage_pack() {
     [ "$s" = pathways_random ] && masks=${expdir}/masks/random.pth
     local margs=() compact=false
     if [ -f "$masks" ]; then margs=(--pathway_masks "$masks"); compact=$pack_compact; fi
+    # written under a temporary name: a failed pack keeps an earlier ${s}.zip
     ${python} -m espnet_pathways.bin.asr_pathways_pack --asr_train_config "${dir}/config.yaml" \
       --asr_model_file "${dir}/${inference_model}" "${margs[@]}" --compact "$compact" \
       --outpath "${dir}/${s}.zip"
