@@ -8,7 +8,11 @@ chunk by chunk through ``encoder.chunk_forward``); this class only
 * keeps the dense (union) weights of the masked parameters aside and writes
   ``W * m_l`` into the model when the language changes (``set_language``);
 * checks the language: an unknown code is an error listing the known ones;
-* detokenises merged per-language word pieces (``token_mode: merged``).
+* detokenises merged per-language word pieces (``token_mode: merged``);
+* int8 (:mod:`espnet_pathways.quantize`): ESPnet's ``quantize_asr_model`` /
+  ``quantize_modules`` / ``quantize_dtype`` pass through; a pathway model is then
+  quantized per language (``W * m_l``, then int8), and a stored int8 file
+  (``export_pathway --quantize_asr_model true``) is loaded into ESPnet's quantized model.
 """
 from __future__ import annotations
 
@@ -37,7 +41,9 @@ class PathwaySpeech2Text(Speech2Text):
         exact_streaming: feed the Conformer encoder chunk by chunk exactly as offline
             (:mod:`espnet_pathways.streaming`); False: ESPnet's ``OnlineAudioProcessor``,
             which loses about one encoder frame per chunk.
-        **kwargs: as :class:`espnet2.bin.asr_transducer_inference.Speech2Text`.
+        **kwargs: as :class:`espnet2.bin.asr_transducer_inference.Speech2Text`, including
+            ``quantize_asr_model``, ``quantize_modules``, ``quantize_dtype``;
+            ``asr_model_file`` may be a stored int8 file.
     """
 
     def __init__(
@@ -52,19 +58,29 @@ class PathwaySpeech2Text(Speech2Text):
         # knows only the Conformer Encoder: build it with ASRPathwaysTask (--encoder).
         from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
 
+        from espnet_pathways.quantize import int8_speech2text_kwargs, load_int8_into
+
+        stored_int8 = int8_speech2text_kwargs(kwargs)  # None unless an int8 file
         espnet_task = espnet_s2t.ASRTransducerTask
         espnet_s2t.ASRTransducerTask = ASRPathwaysTask
         try:
             super().__init__(*args, **kwargs)
         finally:
             espnet_s2t.ASRTransducerTask = espnet_task
+        if stored_int8 is not None:
+            load_int8_into(self.asr_model, stored_int8, where="the int8 model file")
         args_ = self.asr_train_args
         self.languages: List[str] = list(getattr(args_, "languages", None) or [])
         self.token_mode: str = getattr(args_, "token_mode", "shared") or "shared"
         mask_file = pathway_masks or getattr(args_, "pathway_masks", None)
         self.masks = None
         self._dense: Dict[str, torch.Tensor] = {}
-        if mask_file:
+        self.pathway_quantizer = None
+        if mask_file and kwargs.get("quantize_asr_model"):
+            self.masks = self._quantize_per_language(mask_file, kwargs, ASRPathwaysTask)
+            if not self.languages:
+                self.languages = self.masks.languages
+        elif mask_file:
             from espnet_pathways.masks import PathwayMasks
 
             masks = PathwayMasks.load(mask_file)
@@ -87,6 +103,25 @@ class PathwaySpeech2Text(Speech2Text):
         if lang is not None:
             self.set_language(lang)
 
+    def _quantize_per_language(self, mask_file, kwargs: Dict[str, Any], task):
+        """Quantized pathways: int8 of ``W * m_l`` per language (a per-tensor scale of the
+        union's weights would not be the one of ``l``'s export); ESPnet's quantized model
+        of the union weights is only the template the per-language states load into."""
+        from espnet_pathways.masks import PathwayMasks
+        from espnet_pathways.quantize import PathwayQuantizer
+
+        if kwargs.get("asr_model_file") is None:
+            raise ValueError("a quantized pathway model needs its float asr_model_file")
+        float_model, _ = task.build_model_from_file(
+            kwargs.get("asr_train_config"), kwargs["asr_model_file"], self.device
+        )
+        masks = PathwayMasks.load(mask_file)
+        self.pathway_quantizer = PathwayQuantizer(
+            float_model, masks, kwargs.get("quantize_modules"),
+            kwargs.get("quantize_dtype", "qint8"),
+        )
+        return masks
+
     # --------------------------------------------------------------- language
     @property
     def known_languages(self) -> List[str]:
@@ -107,7 +142,9 @@ class PathwaySpeech2Text(Speech2Text):
                 f"cannot switch language to {lang!r} in the middle of a stream "
                 f"(current: {self.lang!r}); finish it with is_final=True first"
             )
-        if self.masks is not None:
+        if self.pathway_quantizer is not None:
+            self.asr_model.load_state_dict(self.pathway_quantizer.state_dict(lang))
+        elif self.masks is not None:
             mask = self.masks.for_language(lang)
             params = dict(self.asr_model.named_parameters())
             with torch.no_grad():

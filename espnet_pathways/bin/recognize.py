@@ -12,6 +12,9 @@
 a model-zoo name, a Hugging Face id); compact zips are expanded on first use.  Instead of
 ``--model``, ``--asr_train_config``/``--asr_model_file`` use an experiment directory.
 The language is ``--lang`` (every utterance) or ``--utt2lang`` (per utterance).
+``--quantize_asr_model true`` decodes in dynamic int8 (ESPnet's options; a pathway model
+is quantized per language); a model stored in int8 (``export_pathway
+--quantize_asr_model true``) is decoded in int8 without it (docs/deploy.md).
 """
 import argparse
 import logging
@@ -148,6 +151,12 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--nbest", type=int, default=1)
     g.add_argument("--ngpu", type=int, default=0)
     g.add_argument("--progress", type=str2bool, default=True)
+    g = p.add_argument_group("dynamic quantization (ESPnet's options)")
+    g.add_argument("--quantize_asr_model", type=str2bool, default=False,
+                   help="Decode with int8 weights (a pathway model: per language)")
+    g.add_argument("--quantize_modules", nargs="*", default=None,
+                   help="torch.nn modules to quantize: Linear (default), LSTM")
+    g.add_argument("--quantize_dtype", default="qint8", choices=["qint8", "float16"])
     p.add_argument("--log_level", type=lambda x: x.upper(), default="WARNING")
     return p
 
@@ -168,6 +177,8 @@ def main(cmd: Optional[List[str]] = None) -> Union[str, Dict[str, str]]:
         pathway_masks=args.pathway_masks, device="cuda" if args.ngpu > 0 else "cpu",
         beam_size=args.beam_size, nbest=args.nbest, streaming=args.streaming,
         decoding_window=args.decoding_window, left_context=args.left_context,
+        quantize_asr_model=args.quantize_asr_model, quantize_modules=args.quantize_modules,
+        quantize_dtype=args.quantize_dtype,
     )
     if args.wav is not None:
         text = recognize_file(s2t, args.wav, lang=args.lang)

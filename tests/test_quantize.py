@@ -1,0 +1,219 @@
+"""int8 deployment: dynamic quantization of the dense model, of the pathway model (per
+language) and of one language's export; the stored int8 file; recognize in int8."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import soundfile
+import torch
+import yaml
+
+from test_packing import CFG, MASKS, MODEL, recipe, results, s2t_from, speech  # noqa: F401
+
+from espnet_pathways.quantize import (
+    Int8FormatError,
+    PathwayQuantizer,
+    is_int8_file,
+    load_int8,
+    load_int8_into,
+    quantize_model,
+    quantize_model_file,
+    quantized_modules_of,
+    save_int8,
+)
+
+DENSE_CFG = "exp/asr_tiny/config_dense.yaml"
+
+
+def in_dir(root: Path, fn, *args, **kw):
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        return fn(*args, **kw)
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.fixture(scope="module")
+def dense_cfg(recipe):  # noqa: F811
+    """The same weights read as a dense model (no pathway masks in the config)."""
+    root, _ = recipe
+    cfg = yaml.safe_load((root / CFG).read_text())
+    cfg["pathway_masks"] = None
+    (root / DENSE_CFG).write_text(yaml.safe_dump(cfg))
+    return DENSE_CFG
+
+
+@pytest.fixture(scope="module")
+def export_it(recipe, tmp_path_factory):  # noqa: F811
+    from espnet_pathways.bin.export_pathway import main as export
+
+    root, _ = recipe
+    out = tmp_path_factory.mktemp("export") / "export_it"
+    info = in_dir(root, export, ["--asr_train_config", CFG, "--asr_model_file", MODEL,
+                                 "--pathway_masks", MASKS, "--lang", "it", "--out_dir", str(out),
+                                 "--quantize_asr_model", "true"])
+    return out, info
+
+
+def s2t(root, config, model_file, **kw):
+    from espnet_pathways.inference import PathwaySpeech2Text
+
+    return in_dir(root, PathwaySpeech2Text, asr_train_config=str(config),
+                  asr_model_file=str(model_file), beam_size=2, decoding_window=320, **kw)
+
+
+def assert_same_quantized_state(x: torch.nn.Module, y: torch.nn.Module) -> None:
+    """Same int8 codes and scales, same float tensors (equal values)."""
+    a, b = x.state_dict(), y.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        if k.endswith("_packed_params._packed_params"):
+            assert torch.equal(a[k][0].int_repr(), b[k][0].int_repr()), k
+            assert a[k][0].q_scale() == b[k][0].q_scale(), k
+            assert (a[k][1] is None) == (b[k][1] is None), k
+            assert a[k][1] is None or torch.equal(a[k][1], b[k][1]), k
+        elif isinstance(a[k], torch.Tensor):
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_quantize_model_swaps_linear_layers_only_by_default():
+    from helpers import tiny_model
+
+    q = quantize_model(tiny_model().eval())
+    names = quantized_modules_of(q)
+    assert "joint_network.lin_out" in names and "decoder.rnn.0" not in names
+    assert "decoder.rnn.0" in quantized_modules_of(quantize_model(tiny_model().eval(),
+                                                                  ["Linear", "LSTM"]))
+    with pytest.raises(ValueError, match="--quantize_modules GRU"):
+        quantize_model(tiny_model(), ["GRU"])
+
+
+def test_quantized_dense_model_decodes_and_its_int8_file_round_trips(recipe, dense_cfg, tmp_path):  # noqa: F811
+    root, _ = recipe
+    runtime = s2t(root, dense_cfg, MODEL, streaming=True, quantize_asr_model=True)
+    assert "joint_network.lin_out" in quantized_modules_of(runtime.asr_model)
+
+    int8 = tmp_path / "model.int8.pth"
+    summary = in_dir(root, quantize_model_file, dense_cfg, MODEL, int8)
+    assert is_int8_file(int8) and not is_int8_file(root / MODEL)
+    assert summary["int8_mb"] < summary["float_mb"]
+    stored = s2t(root, dense_cfg, int8, streaming=True)
+    assert_same_quantized_state(runtime.asr_model, stored.asr_model)
+    hyp = results(runtime, speech(3), "fr")
+    assert hyp  # an n-best list (with its score) through the int8 model
+    assert results(stored, speech(3), "fr") == hyp
+
+
+def test_quantized_pathway_uses_each_languages_mask(recipe):  # noqa: F811
+    root, masks = recipe
+    q = s2t_from(recipe, streaming=False, quantize_asr_model=True)
+    assert q.known_languages == masks.languages
+    linears = {n: m for n, m in q.asr_model.named_modules() if hasattr(m, "_packed_params")}
+    scales = {}
+    for lang in ("en", "it"):
+        q.set_language(lang)
+        for n, m in masks.for_language(lang).items():
+            module = n.rsplit(".", 1)[0]
+            if module in linears:
+                codes = linears[module].weight().int_repr()
+                assert torch.all(codes[~m] == 0), (lang, n)
+                scales[lang, module] = linears[module].weight().q_scale()
+        assert q(speech(4), lang=lang) is not None
+    # The scale is the language's own (W * m_l), not one of the union.
+    assert any(scales["en", k] != scales["it", k] for _, k in scales if _ == "en")
+
+
+def test_quantized_pathway_equals_the_quantized_export(recipe, export_it):  # noqa: F811
+    root, masks = recipe
+    out, info = export_it
+    assert info["int8_model"] == str(out / "model.int8.pth")
+    pathway = s2t_from(recipe, streaming=True, quantize_asr_model=True)
+    export = s2t(root, out / "config.yaml", out / "model.int8.pth", streaming=True)
+    pathway.set_language("it")
+    assert_same_quantized_state(pathway.asr_model, export.asr_model)
+    for seed in (6, 7):
+        assert results(pathway, speech(seed), "it") == results(export, speech(seed), "it")
+
+
+def test_int8_file_is_sparse_and_checked(recipe, export_it, tmp_path):  # noqa: F811
+    from helpers import tiny_model
+
+    root, masks = recipe
+    out, _ = export_it
+    float_state = torch.load(out / "model.pth", weights_only=True)
+    state = load_int8(out / "model.int8.pth")
+    # Mostly-zero tensors of the 70%-sparse pathway keep only their non-zero values.
+    w = state["quantized"]["encoder.encoders.blocks.0.feed_forward.w_1"]["codes"]
+    assert isinstance(w, dict) and w["values"].numel() <= masks.for_language("it")[
+        "encoder.encoders.blocks.0.feed_forward.w_1.weight"].sum()
+    assert (out / "model.int8.pth").stat().st_size < (out / "model.pth").stat().st_size / 2
+    linear = "encoder.encoders.blocks.0.feed_forward.w_1"
+    assert f"{linear}.weight" in float_state and f"{linear}.weight" not in state["tensors"]
+    # A model of another architecture is refused, naming the file.
+    other = quantize_model(tiny_model(encoder_conf={**yaml.safe_load(
+        (root / CFG).read_text())["encoder_conf"], "body_conf": [
+        {"block_type": "conformer", "hidden_size": 32, "linear_size": 64, "heads": 4,
+         "conv_mod_kernel_size": 15, "num_blocks": 2}]}).eval())
+    with pytest.raises(Int8FormatError, match="x.pth: quantized layers differ"):
+        load_int8_into(other, state, where="x.pth")
+    with pytest.raises(Int8FormatError, match="stored int8 format quantizes Linear"):
+        save_int8(quantize_model(tiny_model().eval(), ["Linear", "LSTM"]), tmp_path / "y.pth",
+                  ["Linear", "LSTM"])
+    assert not (tmp_path / "y.pth").exists()
+    torch.save({"format": "something else"}, tmp_path / "z.pth")
+    with pytest.raises(Int8FormatError, match="z.pth: not an espnet_pathways.int8_state_dict"):
+        load_int8(tmp_path / "z.pth")
+
+
+def test_quantizing_a_pathway_config_as_dense_is_refused(recipe, tmp_path):  # noqa: F811
+    root, _ = recipe
+    with pytest.raises(ValueError, match="quantized per language: export_pathway --lang"):
+        in_dir(root, quantize_model_file, CFG, MODEL, tmp_path / "m.int8.pth")
+
+
+def test_pathway_quantizer_matches_quantizing_the_baked_model(recipe):  # noqa: F811
+    from helpers import tiny_model
+
+    _, masks = recipe
+    model = tiny_model().eval()
+    pq = PathwayQuantizer(model, masks)
+    baked = tiny_model().eval()
+    from espnet_pathways.masks import apply_masks_
+
+    apply_masks_(baked, masks.for_language("nl"))
+    ref = quantize_model(baked).state_dict()
+    got = pq.state_dict("nl")
+    k = "joint_network.lin_enc._packed_params._packed_params"
+    assert torch.equal(ref[k][0].int_repr(), got[k][0].int_repr())
+    # the float model itself is left as it was
+    assert torch.equal(dict(model.named_parameters())["joint_network.lin_enc.weight"],
+                       dict(tiny_model().named_parameters())["joint_network.lin_enc.weight"])
+
+
+def test_recognize_in_int8(recipe, export_it, tmp_path, capsys):  # noqa: F811
+    from espnet_pathways.bin.recognize import main as recognize
+    from espnet_pathways.packing import pack_model
+
+    root, _ = recipe
+    out, _ = export_it
+    wav = tmp_path / "utt.wav"
+    soundfile.write(wav, speech(11), 16000)
+    # The multilingual pathway model, quantized at load time (ESPnet's option).
+    text = in_dir(root, recognize, ["--asr_train_config", CFG, "--asr_model_file", MODEL,
+                                    "--quantize_asr_model", "true", "--lang", "it",
+                                    "--beam_size", "2", "--decoding_window", "320",
+                                    "--wav", str(wav)])
+    expected = s2t_from(recipe, streaming=False, quantize_asr_model=True)
+    assert text == (results(expected, speech(11), "it")[0][0] or "").strip()
+    # The shipped file: the int8 export packed with ESPnet's packer, decoded from the zip.
+    zip_path = tmp_path / "it_int8.zip"
+    pack_model(out / "config.yaml", out / "model.int8.pth", zip_path, root=root)
+    assert zip_path.stat().st_size < (root / MODEL).stat().st_size
+    text_zip = recognize(["--model", str(zip_path), "--cachedir", str(tmp_path / "cache"),
+                          "--lang", "it", "--beam_size", "2", "--decoding_window", "320",
+                          "--wav", str(wav)])
+    assert text_zip == text
+    capsys.readouterr()
