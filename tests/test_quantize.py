@@ -217,3 +217,48 @@ def test_recognize_in_int8(recipe, export_it, tmp_path, capsys):  # noqa: F811
                           "--wav", str(wav)])
     assert text_zip == text
     capsys.readouterr()
+
+
+def test_bench_deploy_writes_the_deployment_table(recipe, tmp_path, capsys):  # noqa: F811
+    """The benchmark behind the recipe's deployment stage, on the tiny fixture."""
+    import csv
+    import importlib.util
+
+    from helpers import ROOT
+
+    root, _ = recipe
+    spec = importlib.util.spec_from_file_location("bench_deploy",
+                                                  ROOT / "benchmarks" / "bench_deploy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    dense = root / "exp/asr_dense_tiny"
+    dense.mkdir(exist_ok=True)
+    cfg = yaml.safe_load((root / CFG).read_text())
+    cfg["pathway_masks"] = None
+    (dense / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (dense / "valid.loss.ave.pth").write_bytes((root / MODEL).read_bytes())
+    data = tmp_path / "test"
+    data.mkdir()
+    utts = {"a1": "it", "a2": "it", "b1": "fr", "b2": "fr", "b3": "fr"}
+    for i, k in enumerate(utts):
+        soundfile.write(data / f"{k}.wav", speech(20 + i, 0.6), 16000)
+    (data / "wav.scp").write_text("".join(f"{k} {data / k}.wav\n" for k in utts))
+    (data / "utt2lang").write_text("".join(f"{k} {v}\n" for k, v in utts.items()))
+    (data / "text").write_text("".join(f"{k} ciao a tutti\n" for k in utts))
+    out = tmp_path / "deploy.tsv"
+    rows = in_dir(root, bench.main, [
+        "--system", "dense=exp/asr_dense_tiny", "--system", "pathways=exp/asr_tiny",
+        "--data", str(data), "--langs", "it,fr", "--max_utts", "2",
+        "--inference_model", "valid.loss.ave.pth", "--work_dir", str(tmp_path / "work"),
+        "--out", str(out), "--beam_size", "2", "--decoding_window", "320"])
+    assert [(r["system"], r["lang"], r["utts"]) for r in rows] == [
+        ("dense", "it", 2), ("dense", "fr", 2), ("pathways", "it", 2), ("pathways", "fr", 2)]
+    table = list(csv.DictReader(out.open(), delimiter="\t"))
+    assert list(table[0]) == bench.COLUMNS and len(table) == 4
+    for r in rows:
+        assert r["int8_mb"] < r["fp32_mb"] and 0 < r["int8_vs_dense_fp32"] < 1
+        assert 0 <= r["cer_int8"] and r["rtf_int8"] > 0
+    assert rows[2]["int8_mb"] < rows[0]["int8_mb"]  # one sparse pathway < the dense int8
+    assert (tmp_path / "work/pathways/export_it/int8.zip").is_file()
+    assert "int8_vs_dense_fp32" in capsys.readouterr().out
