@@ -19,8 +19,8 @@ ours, because ESPnet has no notion of pathways or of storing a quantized model:
   stored with their scale, and every tensor that is mostly zeros (a pathway at 70%
   sparsity) is stored as its non-zero values plus a bit-packed map of where they are.
   That is what makes one language's int8 pathway small on disk.  The file loads with
-  ``weights_only=True``; the stored format quantizes ``Linear`` layers (the transducer's
-  bulk), a recurrent decoder stays float32 (quantize it at load time instead).
+  ``weights_only=True``; it holds quantized ``Linear`` and ``LSTM`` layers (ESPnet's
+  ``--quantize_modules``; the default ``Linear`` leaves a recurrent decoder in float32).
 * **Loading** (:func:`int8_speech2text_kwargs`): ESPnet builds the model from the config
   with random weights and quantizes it as usual; :func:`load_int8_into` then loads the
   stored codes into that quantized model, so every reference ESPnet's ``Speech2Text``
@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Type, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Type, Union
 
 import torch
 from torch import Tensor, nn
@@ -58,8 +58,6 @@ INT8_FORMAT = "espnet_pathways.int8_state_dict"
 INT8_VERSION = 1
 #: What ESPnet's ``--quantize_modules`` accepts (``torch.nn`` class names).
 QUANTIZABLE_MODULES = ("Linear", "LSTM")
-#: What the stored int8 format holds quantized (everything else is stored as it is).
-STORED_MODULES = ("Linear",)
 
 PathLike = Union[str, Path]
 
@@ -156,49 +154,66 @@ def _expand(entry: Any) -> Tensor:
     return flat.reshape(shape)
 
 
-def _quantized_linears(model: nn.Module) -> Dict[str, nn.Module]:
-    """The dynamically quantized ``Linear`` modules of ``model``, by name."""
-    qlinear = torch.ao.nn.quantized.dynamic.Linear
-    return {n: m for n, m in model.named_modules() if isinstance(m, qlinear)}
+def _quantized_modules(model: nn.Module) -> Dict[str, nn.Module]:
+    """The dynamically quantized ``Linear`` and ``LSTM`` modules of ``model``, by name."""
+    kinds = (torch.ao.nn.quantized.dynamic.Linear, torch.ao.nn.quantized.dynamic.LSTM)
+    return {n: m for n, m in model.named_modules() if isinstance(m, kinds)}
+
+
+def _weights_biases(mod: nn.Module) -> Tuple[Dict[str, Tensor], Dict[str, Optional[Tensor]]]:
+    """A quantized module's weights and biases by name, through its public accessors."""
+    if isinstance(mod, torch.ao.nn.quantized.dynamic.Linear):
+        return {"weight": mod.weight()}, {"bias": mod.bias()}
+    return dict(mod.get_weight()), dict(mod.get_bias())
+
+
+def _set_weights_biases(mod: nn.Module, weights: Dict[str, Tensor], biases: Dict[str, Any]) -> None:
+    if isinstance(mod, torch.ao.nn.quantized.dynamic.Linear):
+        mod.set_weight_bias(weights["weight"], biases["bias"])
+    else:
+        mod.set_weight_bias({**weights, **biases})
 
 
 def int8_state(
     qmodel: nn.Module, quantize_modules: Optional[Sequence[str]] = None
 ) -> Dict[str, Any]:
-    """The storable form of a model made by :func:`quantize_model` (``qint8``, Linear).
+    """The storable form of a model made by :func:`quantize_model` (``qint8``).
 
-    Each quantized ``Linear`` ``<name>`` is stored as its int8 codes, scale and zero
-    point (``<name>.weight``) and its float bias (``<name>.bias``); every other tensor of
-    the float model's state dict is stored as it is; tensors that are mostly zeros keep
-    only their non-zero values.
+    Each quantized module (``Linear``, ``LSTM``) is stored as the int8 codes, scale and
+    zero point of each of its weights plus its float biases; every other tensor of the
+    state dict is stored as it is; tensors that are mostly zeros keep only their
+    non-zero values.
     """
     names = list(quantize_modules) if quantize_modules else ["Linear"]
-    if any(n not in STORED_MODULES for n in names):
-        raise Int8FormatError(
-            f"the stored int8 format quantizes {' '.join(STORED_MODULES)} layers only, not "
-            f"{' '.join(n for n in names if n not in STORED_MODULES)}; a recurrent decoder "
-            "is stored in float32 (quantize it at load time with --quantize_modules)"
-        )
-    linears = _quantized_linears(qmodel)
     quantized: Dict[str, Any] = {}
-    for name, mod in linears.items():
-        weight, bias = mod.weight(), mod.bias()
-        if weight.dtype != torch.qint8 or weight.qscheme() not in (
-            torch.per_tensor_symmetric, torch.per_tensor_affine
-        ):
+    for name, mod in _quantized_modules(qmodel).items():
+        try:
+            weights, biases = _weights_biases(mod)
+        except (RuntimeError, NotImplementedError) as e:  # float16 packed weights
             raise Int8FormatError(
-                f"{name}: {weight.dtype} {weight.qscheme()} weights; the stored int8 format "
-                "holds per-tensor qint8 (quantize_dtype qint8)"
-            )
-        quantized[name] = {
-            "codes": _sparse_or_dense(weight.int_repr()),
-            "scale": float(weight.q_scale()),
-            "zero_point": int(weight.q_zero_point()),
-            "bias": None if bias is None else bias.detach().cpu().clone(),
-        }
+                f"{name}: cannot read int8 weights ({type(e).__name__}); the stored int8 "
+                "format holds per-tensor qint8 (quantize_dtype qint8)"
+            ) from None
+        entry: Dict[str, Any] = {"weights": {}, "biases": {}}
+        for wname, weight in weights.items():
+            if weight.dtype != torch.qint8 or weight.qscheme() not in (
+                torch.per_tensor_symmetric, torch.per_tensor_affine
+            ):
+                raise Int8FormatError(
+                    f"{name}.{wname}: {weight.dtype} weights; the stored "
+                    "int8 format holds per-tensor qint8 (quantize_dtype qint8)"
+                )
+            entry["weights"][wname] = {
+                "codes": _sparse_or_dense(weight.int_repr()),
+                "scale": float(weight.q_scale()),
+                "zero_point": int(weight.q_zero_point()),
+            }
+        for bname, bias in biases.items():
+            entry["biases"][bname] = None if bias is None else bias.detach().cpu().clone()
+        quantized[name] = entry
     plain: Dict[str, Any] = {}
     for key, value in qmodel.state_dict().items():
-        if "._packed_params." in key:
+        if "._packed_params." in key or "._all_weight_values." in key:
             continue
         if not isinstance(value, Tensor) or value.is_quantized:
             raise Int8FormatError(f"{key}: cannot store a {type(value).__name__} in the int8 format")
@@ -264,18 +279,17 @@ def load_int8_into(qmodel: nn.Module, state: Mapping[str, Any], where: str = "in
     architecture with the same ``quantize_modules``), strictly: a missing or extra entry
     is an error naming it."""
     _check(state, where)
-    linears = _quantized_linears(qmodel)
+    modules = _quantized_modules(qmodel)
     stored = state["quantized"]
-    if set(linears) != set(stored):
+    if set(modules) != set(stored):
         raise Int8FormatError(
             f"{where}: quantized layers differ from the model's: missing "
-            f"{sorted(set(linears) - set(stored))[:3]}, unexpected {sorted(set(stored) - set(linears))[:3]}"
+            f"{sorted(set(modules) - set(stored))[:3]}, unexpected {sorted(set(stored) - set(modules))[:3]}"
         )
     # The model's own state dict as the template: it carries the modules' versions, which
-    # the quantized modules' loaders read.
+    # the quantized modules' loaders read; their packed weights are set below.
     full = qmodel.state_dict()
-    packed = {k for k in full if "._packed_params." in k}
-    plain = set(full) - packed
+    plain = {k for k in full if "._packed_params." not in k and "._all_weight_values." not in k}
     if plain != set(state["tensors"]):
         raise Int8FormatError(
             f"{where}: does not fit the model of its config: missing "
@@ -284,19 +298,20 @@ def load_int8_into(qmodel: nn.Module, state: Mapping[str, Any], where: str = "in
         )
     for key, value in state["tensors"].items():
         full[key] = _expand(value)
-    for name, entry in stored.items():
-        codes = _expand(entry["codes"])
-        # quantize_per_tensor(q * s, s, z) gives back exactly the codes q: q * s is exact in
-        # float32 (q has 8 significant bits), and so is the division by s.
-        weight = torch.quantize_per_tensor(
-            (codes.float() - entry["zero_point"]) * entry["scale"],
-            entry["scale"], entry["zero_point"], torch.qint8,
-        )
-        full[f"{name}._packed_params._packed_params"] = (weight, entry["bias"])
     try:
         qmodel.load_state_dict(full, strict=True)
     except (RuntimeError, KeyError) as e:
         raise Int8FormatError(f"{where}: does not fit the model of its config: {e}") from e
+    for name, entry in stored.items():
+        weights = {}
+        for wname, w in entry["weights"].items():
+            # quantize_per_tensor(q * s, s, z) gives back exactly the codes q: q * s is exact
+            # in float32 (q has 8 significant bits), and so is the division by s.
+            weights[wname] = torch.quantize_per_tensor(
+                (_expand(w["codes"]).float() - w["zero_point"]) * w["scale"],
+                w["scale"], w["zero_point"], torch.qint8,
+            )
+        _set_weights_biases(modules[name], weights, entry["biases"])
 
 
 def int8_speech2text_kwargs(kwargs: Dict[str, Any]) -> Optional[Dict[str, Any]]:

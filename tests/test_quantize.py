@@ -54,7 +54,8 @@ def export_it(recipe, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("export") / "export_it"
     info = in_dir(root, export, ["--asr_train_config", CFG, "--asr_model_file", MODEL,
                                  "--pathway_masks", MASKS, "--lang", "it", "--out_dir", str(out),
-                                 "--quantize_asr_model", "true"])
+                                 "--quantize_asr_model", "true",
+                                 "--quantize_modules", "Linear", "LSTM"])
     return out, info
 
 
@@ -77,6 +78,14 @@ def assert_same_quantized_state(x: torch.nn.Module, y: torch.nn.Module) -> None:
             assert a[k][1] is None or torch.equal(a[k][1], b[k][1]), k
         elif isinstance(a[k], torch.Tensor):
             assert torch.equal(a[k], b[k]), k
+    lstms = [n for n, m in x.named_modules() if isinstance(m, torch.ao.nn.quantized.dynamic.LSTM)]
+    ys = dict(y.named_modules())
+    for n in lstms:
+        wa, wb = dict(x.named_modules())[n].get_weight(), ys[n].get_weight()
+        assert wa.keys() == wb.keys()
+        for w in wa:
+            assert torch.equal(wa[w].int_repr(), wb[w].int_repr()), (n, w)
+            assert wa[w].q_scale() == wb[w].q_scale(), (n, w)
 
 
 def test_quantize_model_swaps_linear_layers_only_by_default():
@@ -130,9 +139,12 @@ def test_quantized_pathway_equals_the_quantized_export(recipe, export_it):  # no
     root, masks = recipe
     out, info = export_it
     assert info["int8_model"] == str(out / "model.int8.pth")
-    pathway = s2t_from(recipe, streaming=True, quantize_asr_model=True)
+    assert info["quantize_modules"] == ["Linear", "LSTM"]
+    pathway = s2t_from(recipe, streaming=True, quantize_asr_model=True,
+                       quantize_modules=["Linear", "LSTM"])
     export = s2t(root, out / "config.yaml", out / "model.int8.pth", streaming=True)
     pathway.set_language("it")
+    assert "decoder.rnn.0" in quantized_modules_of(export.asr_model)
     assert_same_quantized_state(pathway.asr_model, export.asr_model)
     for seed in (6, 7):
         assert results(pathway, speech(seed), "it") == results(export, speech(seed), "it")
@@ -146,7 +158,7 @@ def test_int8_file_is_sparse_and_checked(recipe, export_it, tmp_path):  # noqa: 
     float_state = torch.load(out / "model.pth", weights_only=True)
     state = load_int8(out / "model.int8.pth")
     # Mostly-zero tensors of the 70%-sparse pathway keep only their non-zero values.
-    w = state["quantized"]["encoder.encoders.blocks.0.feed_forward.w_1"]["codes"]
+    w = state["quantized"]["encoder.encoders.blocks.0.feed_forward.w_1"]["weights"]["weight"]["codes"]
     assert isinstance(w, dict) and w["values"].numel() <= masks.for_language("it")[
         "encoder.encoders.blocks.0.feed_forward.w_1.weight"].sum()
     assert (out / "model.int8.pth").stat().st_size < (out / "model.pth").stat().st_size / 2
@@ -159,9 +171,8 @@ def test_int8_file_is_sparse_and_checked(recipe, export_it, tmp_path):  # noqa: 
          "conv_mod_kernel_size": 15, "num_blocks": 2}]}).eval())
     with pytest.raises(Int8FormatError, match="x.pth: quantized layers differ"):
         load_int8_into(other, state, where="x.pth")
-    with pytest.raises(Int8FormatError, match="stored int8 format quantizes Linear"):
-        save_int8(quantize_model(tiny_model().eval(), ["Linear", "LSTM"]), tmp_path / "y.pth",
-                  ["Linear", "LSTM"])
+    with pytest.raises(Int8FormatError, match="holds per-tensor qint8"):
+        save_int8(quantize_model(tiny_model().eval(), quantize_dtype="float16"), tmp_path / "y.pth")
     assert not (tmp_path / "y.pth").exists()
     torch.save({"format": "something else"}, tmp_path / "z.pth")
     with pytest.raises(Int8FormatError, match="z.pth: not an espnet_pathways.int8_state_dict"):
