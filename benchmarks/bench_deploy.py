@@ -79,6 +79,7 @@ def speech2text(config: Path, model: Path, **kw: Any):
 def system_rows(
     name: str, exp_dir: Path, model_name: str, data: Path, langs: Sequence[str],
     max_utts: int, work_dir: Path, decode_kw: Dict[str, Any],
+    quantize_modules: Sequence[str] = ("Linear", "LSTM"),
 ) -> List[Dict[str, Any]]:
     """Pack, quantize, export and decode one system; one row per language."""
     import yaml
@@ -101,7 +102,7 @@ def system_rows(
     fp32_zip = pack_model(config, model, out / "fp32.zip", compact=bool(masks))["outpath"]
     if not masks:
         int8_file = out / "model.int8.pth"
-        quantize_model_file(config, model, int8_file)
+        quantize_model_file(config, model, int8_file, list(quantize_modules))
         int8_zip = pack_model(config, int8_file, out / "int8.zip")["outpath"]
         dense_int8 = speech2text(config, int8_file, **decode_kw)
 
@@ -119,7 +120,8 @@ def system_rows(
                                "fp32_mb": file_size_mb(fp32_zip)}
         if masks:
             exp_l = out / f"export_{lang}"
-            export_pathway(str(config), str(model), lang, str(exp_l), quantize_asr_model=True)
+            export_pathway(str(config), str(model), lang, str(exp_l), quantize_asr_model=True,
+                           quantize_modules=list(quantize_modules))
             row["fp32_stored_as"] = "pathway model, compact (all languages)"
             row["fp32_export_mb"] = file_size_mb(pack_model(
                 exp_l / "config.yaml", exp_l / "model.pth", exp_l / "fp32.zip")["outpath"])
@@ -164,6 +166,8 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
                         "(default: the first)")
     p.add_argument("--work_dir", type=Path, default=Path("exp/deploy"))
     p.add_argument("--out", type=Path, default=None, help="TSV to write (atomically)")
+    p.add_argument("--quantize_modules", nargs="+", default=["Linear", "LSTM"],
+                   help="torch.nn modules quantized to int8 (ESPnet's option)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--beam_size", type=int, default=4)
     p.add_argument("--decoding_window", type=int, default=640)
@@ -184,12 +188,13 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
     rows: List[Dict[str, Any]] = []
     for name, d in systems:
         rows += system_rows(name, d, args.inference_model, args.data, langs, args.max_utts,
-                            args.work_dir, decode_kw)
+                            args.work_dir, decode_kw, args.quantize_modules)
     dense_mb = next((r["fp32_mb"] for r in rows if r["system"] == ref_name), None)
     for r in rows:
         r["int8_vs_dense_fp32"] = r["int8_mb"] / dense_mb if dense_mb else None
     print(f"{args.max_utts or 'all'} utterances per language, {args.threads} thread(s), "
-          f"beam {args.beam_size}, window {args.decoding_window} ms; sizes in MB (zip)")
+          f"beam {args.beam_size}, window {args.decoding_window} ms, int8: "
+          f"{' '.join(args.quantize_modules)}; sizes in MB (zip)")
     print("\t".join(COLUMNS))
     for r in rows:
         print("\t".join(fmt(r.get(c)) for c in COLUMNS))

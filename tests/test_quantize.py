@@ -273,3 +273,22 @@ def test_bench_deploy_writes_the_deployment_table(recipe, tmp_path, capsys):  # 
     assert rows[2]["int8_mb"] < rows[0]["int8_mb"]  # one sparse pathway < the dense int8
     assert (tmp_path / "work/pathways/export_it/int8.zip").is_file()
     assert "int8_vs_dense_fp32" in capsys.readouterr().out
+
+
+def test_make_results_renders_the_deployment_table(tmp_path):
+    from espnet_pathways.bin.make_results import deploy_section
+
+    tsv = tmp_path / "deploy.tsv"
+    tsv.write_text(
+        "system\tlang\tutts\tfp32_stored_as\tfp32_mb\tint8_stored_as\tint8_mb\tfp32_export_mb\t"
+        "int8_vs_dense_fp32\tcer_fp32\tcer_int8\twer_fp32\twer_int8\trtf_fp32\trtf_int8\n"
+        "dense\tit\t40\tdense\t7.6\tdense int8\t2.5\t\t0.33\t20.0\t20.4\t50.0\t51.0\t0.1\t0.08\n"
+        "pw\tit\t40\tcompact\t3.5\texported it pathway, int8\t1.2\t7.6\t0.16\t19.0\t19.8\t"
+        "48.0\t49.0\t0.1\t0.07\n"
+        "pw\tfr\t40\tcompact\t3.5\texported fr pathway, int8\t1.1\t7.6\t0.14\t19.0\t21.0\t"
+        "48.0\t49.0\t0.1\t0.07\n")
+    md = deploy_section(tsv, 1)
+    assert md.count("\n| ") == 3  # 3 rows after the header
+    assert "| pw | it | 40 | compact | 3.50 | exported it pathway, int8 | 1.20 | 0.160 |" in md
+    # fr's int8 is smaller but loses 2 CER points: the it export is the one to ship.
+    assert "**pw, exported it pathway, int8** (1.20 MB, 0.160 of the dense fp32 zip" in md
