@@ -183,6 +183,13 @@ def test_quantizing_a_pathway_config_as_dense_is_refused(recipe, tmp_path):  # n
     root, _ = recipe
     with pytest.raises(ValueError, match="quantized per language: export_pathway --lang"):
         in_dir(root, quantize_model_file, CFG, MODEL, tmp_path / "m.int8.pth")
+    # The CLI raises the same input error (bin/_cli.run: one line, exit status 1).
+    from espnet_pathways.bin.quantize_model import main as quantize_cli
+
+    with pytest.raises(ValueError, match="quantized per language"):
+        in_dir(root, quantize_cli, ["--asr_train_config", CFG, "--asr_model_file", MODEL,
+                                    "--out", str(tmp_path / "m.int8.pth")])
+    assert not (tmp_path / "m.int8.pth").exists()
 
 
 def test_pathway_quantizer_matches_quantizing_the_baked_model(recipe):  # noqa: F811
