@@ -56,9 +56,8 @@ class PathwaySpeech2Text(Speech2Text):
     ) -> None:
         # ESPnet's Speech2Text builds the model with ASRTransducerTask, whose build_model
         # knows only the Conformer Encoder: build it with ASRPathwaysTask (--encoder).
-        from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
-
         from espnet_pathways.quantize import int8_speech2text_kwargs, load_int8_into
+        from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
 
         stored_int8 = int8_speech2text_kwargs(kwargs)  # None unless an int8 file
         espnet_task = espnet_s2t.ASRTransducerTask

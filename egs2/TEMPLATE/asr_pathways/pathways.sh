@@ -27,6 +27,7 @@ Options (defaults in brackets; see docs/recipe.md):
                               (e.g. \"dense\": the dense model alone)
                               [dense dense_small lsp_imp lsp_lth lap pathways_imp pathways_lth pathways_random]
   --target_sparsity S         per-language sparsity of every pruned system [0.7]
+  --deploy_max_utts N         stage 16 (fp32 vs int8 table): test utterances per language [40]
 "
 
 # General
