@@ -15,7 +15,7 @@ ours, because ESPnet has no notion of pathways or of storing a quantized model:
 * **A file format for int8 models** (:func:`save_int8`, :func:`load_int8`,
   :func:`load_int8_into`): ``torch.save`` of a quantized model's ``state_dict`` is not
   loadable with ``weights_only=True`` (quantized LSTMs hold TorchScript objects) and
-  ESPnet's zip does not compress, so the int8 codes of each quantized ``Linear`` are
+  ESPnet's zip does not compress, so the int8 codes of each quantized layer are
   stored with their scale, and every tensor that is mostly zeros (a pathway at 70%
   sparsity) is stored as its non-zero values plus a bit-packed map of where they are.
   That is what makes one language's int8 pathway small on disk.  The file loads with
@@ -52,6 +52,9 @@ __all__ = [
     "is_int8_file",
     "load_int8_into",
     "int8_speech2text_kwargs",
+    "quantize_model_file",
+    "file_size_mb",
+    "quantized_modules_of",
 ]
 
 INT8_FORMAT = "espnet_pathways.int8_state_dict"
