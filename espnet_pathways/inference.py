@@ -10,7 +10,11 @@ chunk by chunk through ``encoder.chunk_forward``); this class only
 * checks the language: an unknown code is an error listing the known ones, and a mask
   file with a language the model was not configured for is refused (as in training);
 * names the file when a checkpoint is missing or truncated;
-* detokenises merged per-language word pieces (``token_mode: merged``).
+* detokenises merged per-language word pieces (``token_mode: merged``);
+* int8 (:mod:`espnet_pathways.quantize`): ESPnet's ``quantize_asr_model`` /
+  ``quantize_modules`` / ``quantize_dtype`` pass through; a pathway model is then
+  quantized per language (``W * m_l``, then int8), and a stored int8 file
+  (``export_pathway --quantize_asr_model true``) is loaded into ESPnet's quantized model.
 """
 from __future__ import annotations
 
@@ -41,7 +45,9 @@ class PathwaySpeech2Text(Speech2Text):
         exact_streaming: feed the encoder (Conformer or Emformer) chunk by chunk exactly
             as offline (:mod:`espnet_pathways.streaming`); False: ESPnet's
             ``OnlineAudioProcessor``, which loses about one feature frame per chunk.
-        **kwargs: as :class:`espnet2.bin.asr_transducer_inference.Speech2Text`.
+        **kwargs: as :class:`espnet2.bin.asr_transducer_inference.Speech2Text`, including
+            ``quantize_asr_model``, ``quantize_modules``, ``quantize_dtype``;
+            ``asr_model_file`` may be a stored int8 file.
     """
 
     def __init__(
@@ -54,9 +60,12 @@ class PathwaySpeech2Text(Speech2Text):
     ) -> None:
         # ESPnet's Speech2Text builds the model with ASRTransducerTask, whose build_model
         # knows only ESPnet's model and Encoder: for this call, it is ASRPathwaysTask.
+        from espnet_pathways.quantize import int8_speech2text_kwargs, load_int8_into
         from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask, substituted
 
-        check_model_files(kwargs.get("asr_train_config"), kwargs.get("asr_model_file"))
+        model_file = kwargs.get("asr_model_file")
+        check_model_files(kwargs.get("asr_train_config"), model_file)
+        stored_int8 = int8_speech2text_kwargs(kwargs)  # None unless an int8 file
         try:
             with substituted(espnet_s2t, ASRTransducerTask=ASRPathwaysTask):
                 super().__init__(*args, **kwargs)
@@ -64,18 +73,24 @@ class PathwaySpeech2Text(Speech2Text):
             raise  # names its file (a stats file, a bpe model of the config)
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
             # torch's zip reader does not say which file it was reading
-            model_file = kwargs.get("asr_model_file")
             raise CheckpointError(
                 f"{model_file}: cannot load the model ({describe_load_error(e)}); the "
                 "checkpoint is truncated or does not belong to this config"
             ) from e
+        if stored_int8 is not None:
+            load_int8_into(self.asr_model, stored_int8, where=f"{model_file}")
         args_ = self.asr_train_args
         self.languages: List[str] = list(getattr(args_, "languages", None) or [])
         self.token_mode: str = getattr(args_, "token_mode", "shared") or "shared"
         mask_file = pathway_masks or getattr(args_, "pathway_masks", None)
         self.masks = None
         self._dense: Dict[str, torch.Tensor] = {}
-        if mask_file:
+        self.pathway_quantizer = None
+        if mask_file and kwargs.get("quantize_asr_model"):
+            self.masks = self._quantize_per_language(mask_file, kwargs, ASRPathwaysTask)
+            if not self.languages:
+                self.languages = self.masks.languages
+        elif mask_file:
             from espnet_pathways.masks import PathwayMasks
 
             masks = PathwayMasks.load(mask_file)
@@ -100,6 +115,25 @@ class PathwaySpeech2Text(Speech2Text):
         if lang is not None:
             self.set_language(lang)
 
+    def _quantize_per_language(self, mask_file, kwargs: Dict[str, Any], task):
+        """Quantized pathways: int8 of ``W * m_l`` per language (a per-tensor scale of the
+        union's weights would not be the one of ``l``'s export); ESPnet's quantized model
+        of the union weights is only the template the per-language states load into."""
+        from espnet_pathways.masks import PathwayMasks
+        from espnet_pathways.quantize import PathwayQuantizer
+
+        if kwargs.get("asr_model_file") is None:
+            raise ValueError("a quantized pathway model needs its float asr_model_file")
+        float_model, _ = task.build_model_from_file(
+            kwargs.get("asr_train_config"), kwargs["asr_model_file"], self.device
+        )
+        masks = PathwayMasks.load(mask_file)
+        self.pathway_quantizer = PathwayQuantizer(
+            float_model, masks, kwargs.get("quantize_modules"),
+            kwargs.get("quantize_dtype", "qint8"),
+        )
+        return masks
+
     # --------------------------------------------------------------- language
     @property
     def known_languages(self) -> List[str]:
@@ -120,7 +154,9 @@ class PathwaySpeech2Text(Speech2Text):
                 f"cannot switch language to {lang!r} in the middle of a stream "
                 f"(current: {self.lang!r}); finish it with is_final=True first"
             )
-        if self.masks is not None:
+        if self.pathway_quantizer is not None:
+            self.asr_model.load_state_dict(self.pathway_quantizer.state_dict(lang))
+        elif self.masks is not None:
             mask = self.masks.for_language(lang)
             params = dict(self.asr_model.named_parameters())
             with torch.no_grad():

@@ -13,13 +13,18 @@ sparsity).  Plain ESPnet decodes it: ``espnet2.bin.asr_transducer_inference.Spee
 asr_train_config=..., asr_model_file=...)`` gives what ``PathwaySpeech2Text`` gives for
 ``lang="it"`` on the multilingual model.  ``--asr_model_file`` may also be a compact file
 (``*.compact.pth`` from ``asr_pathways_pack --compact true``), which carries its masks.
+
+``--quantize_asr_model true`` (ESPnet's option name, with ``--quantize_modules``) also
+writes ``<out_dir>/model.int8.pth``: the exported pathway dynamically quantized to int8 and
+stored sparse (:mod:`espnet_pathways.quantize`), the file to pack and ship for one
+language; ``PathwaySpeech2Text``/``recognize`` load it as ``asr_model_file``.
 """
 import argparse
 import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from espnet2.utils.types import str_or_none
+from espnet2.utils.types import str2bool, str_or_none
 
 from espnet_pathways.bin._cli import run, setup_logging
 
@@ -31,6 +36,8 @@ def export_pathway(
     out_dir: str,
     pathway_masks: Optional[str] = None,
     check: bool = True,
+    quantize_asr_model: bool = False,
+    quantize_modules: Optional[List[str]] = None,
 ) -> Dict[str, Any]:
     import torch
     import yaml
@@ -101,6 +108,12 @@ def export_pathway(
         "sparsity": round(masks.sparsity(lang), 6),
         "all_parameters": int(sum(v.numel() for v in out_state.values())),
     }
+    if quantize_asr_model:
+        from espnet_pathways.quantize import quantize_model_file
+
+        q = quantize_model_file(out / "config.yaml", out / "model.pth", out / "model.int8.pth",
+                                quantize_modules)
+        info.update(int8_model=q["int8_file"], quantize_modules=q["quantize_modules"])
     atomic_write_text(out / "export.yaml", yaml.safe_dump(info))
     logging.info("exported %s pathway (sparsity %.3f) to %s", lang, info["sparsity"], out)
     return info
@@ -115,6 +128,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="Mask file (default: the config's pathway_masks)")
     p.add_argument("--lang", required=True)
     p.add_argument("--out_dir", required=True)
+    p.add_argument("--quantize_asr_model", type=str2bool, default=False,
+                   help="Also write model.int8.pth: the pathway in dynamic int8 (as ESPnet's option)")
+    p.add_argument("--quantize_modules", nargs="*", default=None,
+                   help="Modules to quantize (stored format: Linear, the default)")
     p.add_argument("--log_level", type=lambda x: x.upper(), default="INFO")
     return p
 
@@ -123,7 +140,9 @@ def main(cmd: Optional[List[str]] = None) -> Dict[str, Any]:
     args = get_parser().parse_args(cmd)
     setup_logging(args.log_level)
     return export_pathway(args.asr_train_config, args.asr_model_file, args.lang,
-                          args.out_dir, pathway_masks=args.pathway_masks)
+                          args.out_dir, pathway_masks=args.pathway_masks,
+                          quantize_asr_model=args.quantize_asr_model,
+                          quantize_modules=args.quantize_modules)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ def get_parser() -> argparse.ArgumentParser:
                    type=lambda s: parse_name_value(s, "--config"),
                    help="training/decoding config to list with hash and hyperparameters")
     p.add_argument("--overlap_json", default=None, help="mask overlap/IoU json")
+    p.add_argument("--deploy_table", default=None,
+                   help="deployment TSV of benchmarks/bench_deploy.py (recipe stage 16)")
     p.add_argument("--title", default="Results", help="document title")
     p.add_argument("--stage_times", default=None, help="exp/stage_times.tsv of the pipeline")
     p.add_argument("--precision", type=int, default=1, help="decimals for rates")

@@ -18,6 +18,9 @@ results into place only when complete, and skips a bad utterance into
 ``<output_dir>/bad_utts`` with exit status 1 at the end (``--skip_bad false``: stop at
 once); see :mod:`espnet_pathways.decode_list`.  Errors are one line (``--verbose``: with
 the traceback).
+``--quantize_asr_model true`` decodes in dynamic int8 (ESPnet's options; a pathway model
+is quantized per language); a model stored in int8 (``export_pathway
+--quantize_asr_model true``) is decoded in int8 without it (docs/deploy.md).
 """
 import argparse
 import sys
@@ -127,6 +130,12 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--skip_bad", type=str2bool, default=True,
                    help="Skip a bad utterance (listed in <output_dir>/bad_utts, exit status "
                         "1 at the end); false: stop at the first one")
+    g = p.add_argument_group("dynamic quantization (ESPnet's options)")
+    g.add_argument("--quantize_asr_model", type=str2bool, default=False,
+                   help="Decode with int8 weights (a pathway model: per language)")
+    g.add_argument("--quantize_modules", nargs="*", default=None,
+                   help="torch.nn modules to quantize: Linear (default), LSTM")
+    g.add_argument("--quantize_dtype", default="qint8", choices=["qint8", "float16"])
     p.add_argument("--log_level", type=lambda x: x.upper(), default="WARNING")
     return p
 
@@ -157,6 +166,8 @@ def _load(args: argparse.Namespace):
         pathway_masks=args.pathway_masks, device="cuda" if args.ngpu > 0 else "cpu",
         beam_size=args.beam_size, nbest=args.nbest, streaming=args.streaming,
         decoding_window=args.decoding_window, left_context=args.left_context,
+        quantize_asr_model=args.quantize_asr_model, quantize_modules=args.quantize_modules,
+        quantize_dtype=args.quantize_dtype,
     )
 
 

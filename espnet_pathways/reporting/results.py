@@ -462,6 +462,54 @@ def rtf_section(systems_dirs: List[Tuple[str, str]], decode_dir: str, langs: Lis
     return md_table(["System", "Audio (min)", "Decoding (CPU min)", "RTF"], rows, align_right_from=1)
 
 
+def deploy_section(path: Path, precision: int) -> str:
+    """The deployment table (``benchmarks/bench_deploy.py --out``, recipe stage 16): per
+    system and language, zip size, CER/WER and 1-thread streaming RTF, fp32 vs int8, and
+    what to ship for one language (the smallest int8 model within 1 CER point of fp32)."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the deployment table ({e})") from None
+
+    def num(r: Mapping[str, str], key: str) -> Optional[float]:
+        try:
+            return float(r.get(key) or "nan") if (r.get(key) or "") != "" else None
+        except ValueError:
+            return None
+
+    def cell(x: Optional[float], digits: int) -> str:
+        return NA if x is None or math.isnan(x) else f"{x:.{digits}f}"
+
+    header = ["System", "Lang", "Utts", "fp32 stored as", "fp32 MB", "int8 stored as", "int8 MB",
+              "int8 / dense fp32", "CER fp32", "CER int8", "WER fp32", "WER int8",
+              "RTF fp32", "RTF int8"]
+    table = []
+    for r in rows:
+        table.append([r.get("system", ""), r.get("lang", ""), r.get("utts", ""),
+                      r.get("fp32_stored_as", ""), cell(num(r, "fp32_mb"), 2),
+                      r.get("int8_stored_as", ""), cell(num(r, "int8_mb"), 2),
+                      cell(num(r, "int8_vs_dense_fp32"), 3),
+                      cell(num(r, "cer_fp32"), precision), cell(num(r, "cer_int8"), precision),
+                      cell(num(r, "wer_fp32"), precision), cell(num(r, "wer_int8"), precision),
+                      cell(num(r, "rtf_fp32"), 3), cell(num(r, "rtf_int8"), 3)])
+    out = [md_table(header, table, align_right_from=2)]
+    fit = [r for r in rows if None not in (num(r, "cer_int8"), num(r, "cer_fp32"), num(r, "int8_mb"))
+           and num(r, "cer_int8") - num(r, "cer_fp32") <= 1.0]
+    if fit:
+        best = min(fit, key=lambda r: num(r, "int8_mb"))
+        ratio = num(best, "int8_vs_dense_fp32")
+        out += ["", f"To ship one language: the smallest int8 model within 1 CER point of its "
+                f"fp32 model is **{best['system']}, {best['int8_stored_as']}** "
+                f"({cell(num(best, 'int8_mb'), 2)} MB"
+                + (f", {cell(ratio, 3)} of the dense fp32 zip" if ratio is not None else "")
+                + f"; CER {cell(num(best, 'cer_fp32'), precision)} -> "
+                f"{cell(num(best, 'cer_int8'), precision)}). See docs/deploy.md."]
+    return "\n".join(out)
+
+
 def build_markdown(args: argparse.Namespace) -> str:
     langs = [x for x in args.langs.split(",") if x]
     systems = [load_system(n, Path(p), args.decode_dir, langs) for n, p in args.system]
@@ -490,6 +538,9 @@ def build_markdown(args: argparse.Namespace) -> str:
     rtf = rtf_section(args.system, args.decode_dir, langs)
     if rtf is not None:
         out += ["", "## Streaming decoding speed", "", rtf]
+    if getattr(args, "deploy_table", None):
+        out += ["", "## Deployment: fp32 vs int8", "",
+                deploy_section(Path(args.deploy_table), p)]
     if args.data_summary:
         out += ["", "## Data", "", data_section(Path(args.data_summary))]
     if args.config:

@@ -14,7 +14,7 @@ log() {
 SECONDS=0
 help_message="Usage: $0 --languages \"en fr\" --train_set train --valid_set dev --test_sets test [options]
 Options (defaults in brackets; see docs/recipe.md):
-  --stage/--stop_stage N      stages to run [1/15]; 16 uploads to Hugging Face
+  --stage/--stop_stage N      stages to run [1/16]; 17 uploads to Hugging Face
   --nj N                      parallel decoding jobs [2]
   --ngpu N                    GPUs for training, 0 = CPU [0]
   --languages \"l1 l2 ...\"     language codes, order = language ids
@@ -27,11 +27,12 @@ Options (defaults in brackets; see docs/recipe.md):
                               (e.g. \"dense\": the dense model alone)
                               [dense dense_small lsp_imp lsp_lth lap pathways_imp pathways_lth pathways_random]
   --target_sparsity S         per-language sparsity of every pruned system [0.7]
+  --deploy_max_utts N         stage 16 (fp32 vs int8 table): test utterances per language [40]
 "
 
 # General
 stage=1
-stop_stage=15
+stop_stage=16
 nj=2
 ngpu=0
 num_nodes=1
@@ -70,10 +71,13 @@ decode_config=conf/decode.yaml
 decode_tag=decode_streaming
 systems=""
 results=RESULTS.md
-# Packing (stage 15) and upload (stage 16)
+# Packing (stage 15), deployment table (stage 16) and upload (stage 17)
 pack_systems="dense pathways_imp"  # packed into exp/asr_<sys>/<sys>.zip (ESPnet's model zip)
 pack_compact=true            # store only the weights inside the union + bit-packed masks
-hf_repo=""                   # stage 16: Hugging Face repo id, e.g. user/espnet_pathways_4lang
+deploy_systems="dense pathways_imp"  # stage 16: fp32 vs int8 (size, CER/WER, RTF)
+deploy_max_utts=40           # stage 16: test utterances per language (0: all)
+deploy_quantize_modules="Linear LSTM"  # stage 16: modules quantized to int8 (ESPnet's option)
+hf_repo=""                   # stage 17: Hugging Face repo id, e.g. user/espnet_pathways_4lang
 
 . "$(dirname "$0")/utils/parse_options.sh"
 [ $# -gt 0 ] && { echo "$0: unexpected arguments: $*" >&2; exit 1; }
@@ -400,6 +404,7 @@ stage_results() {
   for c in ${result_configs:-$configs}; do args+=(--config "$c"); done
   [ -f data/local/corpus_summary.tsv ] && args+=(--data_summary data/local/corpus_summary.tsv)
   [ -f "${expdir}/masks/overlap.json" ] && args+=(--overlap_json "${expdir}/masks/overlap.json")
+  [ -f "${expdir}/deploy/deploy.tsv" ] && args+=(--deploy_table "${expdir}/deploy/deploy.tsv")
   ${python} -m espnet_pathways.bin.make_results --out "$results" "${args[@]}" \
     --decode_dir "$decode_tag" --langs "$(echo ${languages} | tr ' ' ',')" \
     --reference_system "$dense_tag" --stage_times "$times"
@@ -437,6 +442,26 @@ stage_pack() {
   done
 }
 
+# Deployment table: each system's zip size, CER/WER and 1-thread streaming RTF in fp32 and
+# int8 (a dense model in int8; a pathway model's exported pathway per language in int8), on
+# ${deploy_max_utts} test utterances per language -> ${expdir}/deploy/deploy.tsv, then
+# RESULTS.md again with the table (docs/deploy.md).
+stage_deploy() {
+  local args=() t=${test_sets%% *}
+  for s in ${deploy_systems}; do
+    wanted "$s" || { log "${s}: not in --systems; not in the deployment table"; continue; }
+    [ -d "${expdir}/asr_${s}" ] && args+=(--system "${s}=${expdir}/asr_${s}")
+  done
+  [ ${#args[@]} -gt 0 ] || { log "no system of --deploy_systems was trained; skipping"; return; }
+  local repo; repo=$(cd "$(dirname "$(readlink -f "$0")")/../../.." && pwd)
+  ${python} "${repo}/benchmarks/bench_deploy.py" "${args[@]}" \
+    --data "${data_feats}/${t}" --langs "$(echo ${languages} | tr ' ' ',')" \
+    --max_utts "$deploy_max_utts" --inference_model "$inference_model" \
+    --quantize_modules ${deploy_quantize_modules} --reference_system "$dense_tag" \
+    --work_dir "${expdir}/deploy" --out "${expdir}/deploy/deploy.tsv"
+  stage_results
+}
+
 # Upload the packed models to Hugging Face (needs network, huggingface_hub and a token;
 # offline it stops with a message saying what is missing).
 stage_upload() {
@@ -462,5 +487,6 @@ run_stage 12 "scoring (WER, CER)" stage_score
 run_stage 13 "RESULTS.md" stage_results
 run_stage 14 "plots (mask overlap, sparsity, WER)" stage_plots
 run_stage 15 "pack models (ESPnet model zip)" stage_pack
-run_stage 16 "upload to Hugging Face" stage_upload
+run_stage 16 "deployment table (fp32 vs int8)" stage_deploy
+run_stage 17 "upload to Hugging Face" stage_upload
 log "Finished in ${SECONDS} s"
