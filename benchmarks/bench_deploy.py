@@ -10,7 +10,7 @@ For every system (an experiment dir) and language it prints, and writes as a TSV
   languages), a pathway model's exported pathway of that language in int8
   (``export_pathway --quantize_asr_model true``).  The fp32 size of that export is given
   too, and every int8 size as a fraction of the dense fp32 zip.
-* **CER / WER (%)** with the project's scoring (:func:`espnet_pathways.scoring.score`) on
+* **CER / WER (%)** with the project's scoring (:func:`espnet_pathways.reporting.scoring.score`, kaldialign counts) on
   the first ``--max_utts`` utterances of each language (every k-th of the set).
   fp32: the system (a pathway model decodes ``W * m_l``); int8: the int8 file above.  A
   pathway model quantized at load time (``--quantize_asr_model true``) decodes exactly
@@ -63,10 +63,11 @@ def decode(s2t, reader, keys: Sequence[str], lang: str) -> Tuple[Dict[str, str],
 
 
 def error_rates(ref: Dict[str, str], hyp: Dict[str, str]) -> Tuple[float, float]:
-    from espnet_pathways.scoring import score
+    from espnet_pathways.reporting.scoring import score
 
     refs = {k: ref[k] for k in hyp}
-    return score(refs, hyp, "char").error_rate, score(refs, hyp, "word").error_rate
+    return (score(refs, hyp, "char").counts().error_rate,
+            score(refs, hyp, "word").counts().error_rate)
 
 
 def speech2text(config: Path, model: Path, **kw: Any):
