@@ -32,10 +32,12 @@ class PlannedBatches(AbsIterFactory):
     """
 
     def __init__(self, plan: Plan, seed: int = 0,
-                 check: Optional[Callable[[int, Optional[List[int]]], None]] = None) -> None:
+                 check: Optional[Callable[[int, Optional[List[int]]], None]] = None,
+                 nonfinite: Sequence[Tuple[int, int]] = ()) -> None:
         self.plan = plan
         self.seed = seed
         self.check = check
+        self.nonfinite = set(nonfinite)  # (epoch, step) whose audio holds an inf sample
 
     def build_iter(self, epoch: int, shuffle: bool = None) -> Iterator[Tuple[List[str], dict]]:
         steps = self.plan[(epoch - 1) % len(self.plan)]
@@ -43,6 +45,8 @@ class PlannedBatches(AbsIterFactory):
             if self.check is not None:
                 self.check(i, list(langs))
             batch = tiny_batch(list(langs), seed=self.seed + 1000 * epoch + i)
+            if (epoch, i) in self.nonfinite:  # a non-finite loss and gradient: ESPnet skips
+                batch["speech"][0, 100] = float("inf")
             yield [f"e{epoch}s{i}u{j}" for j in range(len(langs))], batch
         if self.check is not None:
             self.check(len(steps), None)
@@ -52,10 +56,11 @@ def trainer_options(output_dir: Path, **overrides):
     """PathwayTrainerOptions parsed by ASRPathwaysTask's own parser (tiny config)."""
     from espnet_pathways.trainer import PathwayTrainer
 
-    args = tiny_args(output_dir=str(output_dir), use_matplotlib=False, use_tensorboard=False,
-                     use_wandb=False, resume=False, max_epoch=2, keep_nbest_models=[1],
-                     best_model_criterion=[["valid", "loss", "min"]], grad_clip=100.0,
-                     ngpu=0, **overrides)
+    values = dict(output_dir=str(output_dir), use_matplotlib=False, use_tensorboard=False,
+                  use_wandb=False, resume=False, max_epoch=2, keep_nbest_models=[1],
+                  best_model_criterion=[["valid", "loss", "min"]], grad_clip=100.0, ngpu=0)
+    values.update(overrides)
+    args = tiny_args(**values)
     return PathwayTrainer.build_options(args)
 
 
@@ -65,7 +70,7 @@ def optimizer_and_scheduler(model: torch.nn.Module):
 
 
 def run_training(model, output_dir: Path, plan: Plan, *, rank: int = 0, world: int = 1,
-                 check=None, seed: int = 0, **overrides) -> None:
+                 check=None, seed: int = 0, nonfinite=(), **overrides) -> None:
     """``PathwayTrainer.run`` over ``plan`` (one rank's view), single process or DDP."""
     from espnet_pathways.trainer import PathwayTrainer
 
@@ -75,8 +80,33 @@ def run_training(model, output_dir: Path, plan: Plan, *, rank: int = 0, world: i
                              dist_world_size=world, ngpu=0)
     PathwayTrainer.run(
         model=model, optimizers=[opt], schedulers=[sched],
-        train_iter_factory=PlannedBatches(plan, seed=seed + 100 * rank, check=check),
+        train_iter_factory=PlannedBatches(plan, seed=seed + 100 * rank, check=check,
+                                          nonfinite=nonfinite),
         valid_iter_factory=PlannedBatches([[[0, 1]]], seed=999),
         plot_attention_iter_factory=None, trainer_options=options,
         distributed_option=dist,
     )
+
+
+def killed_run(output_dir: str, plan: Plan, kill_after_prunes: int, overrides: dict) -> None:
+    """A training run that SIGKILLs itself right after its ``kill_after_prunes``-th IMP
+    round (a ``spawn`` target: the parent sees exit code -9)."""
+    import os
+    import signal
+
+    from helpers import tiny_model
+
+    from espnet_pathways.trainer import PathwayController
+
+    torch.set_num_threads(1)
+    prune = PathwayController.prune
+    done = []
+
+    def prune_then_die(self) -> None:
+        prune(self)
+        done.append(self.step)
+        if len(done) == kill_after_prunes:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    PathwayController.prune = prune_then_die
+    run_training(tiny_model(seed=0), Path(output_dir), plan, **overrides)
