@@ -121,8 +121,12 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
         Called at the start of every training forward (the check stops at the first
         parameter holding a gradient, i.e. at once while gradients accumulate).
         """
-        if self.step_languages and all(p.grad is None for p in self.parameters()):
-            logging.warning(
+        if (
+            self.pathway_masks is not None
+            and self.step_languages
+            and all(p.grad is None for p in self.parameters())
+        ):
+            logging.info(
                 "The last step was skipped (non-finite gradient): its languages %s do not "
                 "own the next update", sorted(self.step_languages),
             )
