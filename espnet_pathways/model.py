@@ -15,7 +15,11 @@
    gradient whether the batch was mixed or language-homogeneous -- and exactly zero
    gradient outside the union of the masks present.
 
-Masks are applied in one place: :func:`espnet_pathways.masks.masked_parameters`.
+Masks are applied in one place: :func:`espnet_pathways.masks.masked_parameters`.  They
+live where the weights live: ``set_pathway_masks`` puts them on the parameters' device and
+``_apply`` (what ``.to()``, ``.cuda()``, ``.half()`` call) moves them along with the weights,
+so no mask is ever copied in a forward.  They are not buffers: the state_dict keys stay
+ESPnet's, and DDP does not broadcast them every forward.
 """
 from __future__ import annotations
 
@@ -89,8 +93,46 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
                 f"the pathway masks are for language(s) {unknown}, which are not in "
                 f"--languages {self.languages}"
             )
-        device = next(self.parameters()).device
-        self.pathway_masks = masks.to(device)
+        self.pathway_masks = masks.to(self._weights_device())
+
+    def _weights_device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _apply(self, fn, recurse: bool = True):
+        """``nn.Module._apply`` (behind ``.to()``/``.cuda()``/``.half()``), then move the
+        masks to where the weights now are: bool masks keep their dtype, as buffers would."""
+        super()._apply(fn, recurse)
+        masks = getattr(self, "pathway_masks", None)
+        if masks is not None:
+            device = self._weights_device()
+            first = next(iter(masks.for_language(masks.languages[0]).values()), None)
+            if first is not None and first.device != device:
+                self.pathway_masks = masks.to(device)
+        return self
+
+    def forget_languages_of_skipped_step(self) -> bool:
+        """Clear ``step_languages`` if the last step's gradients were dropped unused.
+
+        ESPnet skips ``optimizer.step()`` on a non-finite gradient norm (and GradScaler on
+        an AMP overflow), so the trainer's post-step hook that clears ``step_languages``
+        does not run; ESPnet still calls ``zero_grad()`` (``set_to_none``).  Languages
+        recorded while every gradient is ``None`` therefore belong to a batch that never
+        reached an update: keeping them would let the next update move their pathways.
+        Called at the start of every training forward (the check stops at the first
+        parameter holding a gradient, i.e. at once while gradients accumulate).
+        """
+        if (
+            self.pathway_masks is not None
+            and self.step_languages
+            and all(p.grad is None for p in self.parameters())
+        ):
+            logging.info(
+                "The last step was skipped (non-finite gradient): its languages %s do not "
+                "own the next update", sorted(self.step_languages),
+            )
+            self.step_languages.clear()
+            return True
+        return False
 
     def language_name(self, lang_id: int) -> str:
         """Map an integer id to its code, with a clear error for a bad id."""
@@ -128,6 +170,7 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
         present = [int(i) for i in torch.unique(lang_ids).tolist()]
         names = [self.language_name(i) for i in present] if self.languages else []
         if self.training:
+            self.forget_languages_of_skipped_step()
             self.step_languages.update(names)
         if self.pathway_masks is None:
             return super().forward(speech, speech_lengths, text, text_lengths, **kwargs)

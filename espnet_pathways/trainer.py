@@ -1,45 +1,68 @@
 """PathwayTrainer: ESPnet's Trainer plus language-conditioned pruning and masked updates.
 
-ESPnet's training loop (``Trainer.train_one_epoch``) is used unchanged.  What pathways
-need is attached around it through the optimizers' step hooks:
+ESPnet's training loop (``Trainer.train_one_epoch``) is used unchanged, single process or
+torch DDP.  What pathways need is attached around it through the optimizers' hooks:
 
 * **Masked update** (pre/post ``optimizer.step()``, :class:`~espnet_pathways.pruning.
   MaskedUpdate`): a weight that no language of the current step owns does not move, not
-  through momentum, Adam moments or weight decay either.  "Owned" is the union of the
-  masks of the languages the model saw since the last step.
+  through momentum, Adam moments or weight decay either.  The step's owners are the
+  languages the model saw since the last step; under DDP, the union over the ranks (a
+  vector of one flag per language, all-reduced with MAX: the gradient is the sum over the
+  ranks, so its owners are the union).  The elements to freeze for a set of owners are
+  computed once and cached (they change only when the masks do).
+* **Skipped steps**: when ESPnet skips ``optimizer.step()`` (non-finite gradient, AMP
+  overflow) the model notices at the next forward and forgets that step's languages
+  (:meth:`PathwayTransducerModel.forget_languages_of_skipped_step`).
 * **Iterative magnitude pruning** (post step): every ``--pruning_every`` steps a fraction
   ``--pruning_fraction`` of the remaining weights of each pruned pathway is removed, until
-  ``--pruning_target_sparsity``; then the masks stay fixed.  ``--pruning lth`` also
-  rewinds the survivors to their values at step ``--lth_rewind_step``.
+  ``--pruning_target_sparsity``; then the masks stay fixed.  Pruned weights and their
+  optimizer state are zeroed.  ``--pruning lth`` also rewinds every parameter to its value
+  at step ``--lth_rewind_step`` (survivors of the masks, biases, norms, embeddings and the
+  output layer alike), clears the optimizer state and restarts the LR schedule.
   ``--pruning_languages`` says which pathways are pruned (one for language-specific
   pruning, all of them with ``--pruning_shared true`` for language-agnostic pruning).
-* The current masks and the step count are saved in the output directory at every epoch
-  end (``pruning_state.pth``, read back on ``--resume``) and as ``masks.pth`` at the end.
+* **State**: the masks, the step count and the LTH rewind point travel inside ESPnet's
+  ``checkpoint.pth`` (an entry of the first optimizer's ``state_dict``, added by a
+  ``state_dict`` hook and read back by a ``load_state_dict`` hook), so ``--resume`` after
+  a kill at any moment restores masks that match the weights.  ESPnet writes the
+  checkpoint on rank 0 only; ``masks.pth`` is written by rank 0 at the end.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, FrozenSet, List, Optional, Sequence
 
 import torch
 from typeguard import typechecked
 
+from espnet2.schedulers.abs_scheduler import AbsBatchStepScheduler
 from espnet2.train.trainer import Trainer, TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
 from espnet2.utils.types import str2bool
 
+from espnet_pathways.fileio import atomic_output
 from espnet_pathways.masks import (
     DEFAULT_EXCLUDE,
     PathwayMasks,
     apply_masks_,
     prunable_parameter_names,
 )
-from espnet_pathways.pruning import IMPSchedule, MaskedUpdate, lth_rewind_, magnitude_prune
+from espnet_pathways.pruning import (
+    IMPSchedule,
+    MaskedUpdate,
+    frozen_indices,
+    lth_rewind_,
+    magnitude_prune,
+    zero_optimizer_state_,
+)
 
 PRUNING_METHODS = ("none", "imp", "lth")
+#: Key of the pathway state inside the first optimizer's state_dict (checkpoint.pth).
+CHECKPOINT_KEY = "espnet_pathways"
 
 
 @dataclasses.dataclass
@@ -57,36 +80,56 @@ class PathwayTrainerOptions(TrainerOptions):
     mask_updates: bool
 
 
+def distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def is_writer() -> bool:
+    """Rank 0 (or the only process) writes files; the other ranks hold the same state."""
+    return not distributed() or torch.distributed.get_rank() == 0
+
+
 class PathwayController:
     """Holds the pruning state of one training run and acts at every optimizer step."""
 
-    def __init__(self, model, optimizers, options: PathwayTrainerOptions) -> None:
+    def __init__(self, model, optimizers, options: PathwayTrainerOptions,
+                 schedulers: Sequence = ()) -> None:
         self.model = model
         self.options = options
+        self.optimizers = list(optimizers)
+        self.schedulers = [s for s in schedulers if s is not None]
         self.step = 0
         self.output_dir = Path(options.output_dir)
-        self.state_file = self.output_dir / "pruning_state.pth"
         self.rewind_state: Optional[Dict[str, torch.Tensor]] = None
         self.params = dict(model.named_parameters())
         exclude = options.pruning_exclude or list(DEFAULT_EXCLUDE)
         self.names = prunable_parameter_names(model, exclude=exclude)
         self.schedule: Optional[IMPSchedule] = None
+        self._frozen_cache: Dict[FrozenSet[str], Dict[str, torch.Tensor]] = {}
+        self._cache_masks = None
+        self._union: Optional[Dict[str, torch.Tensor]] = None
+        # Where an LTH rewind restarts the LR schedule.
+        self._initial_lrs = [[g["lr"] for g in o.param_groups] for o in self.optimizers]
+        self._initial_schedulers = [copy.deepcopy(s.state_dict()) for s in self.schedulers]
 
         if options.pruning not in PRUNING_METHODS:
             raise ValueError(f"--pruning must be one of {PRUNING_METHODS}, got {options.pruning!r}")
         if options.pruning != "none":
             self._start_pruning()
-        if options.resume and self.state_file.exists():
-            self._load_state()
         if model.pathway_masks is not None:
             # Weights outside every pathway are never used: make them exactly zero.
-            apply_masks_(model, model.pathway_masks.union())
+            self._zero_outside_union()
         self.handles = []
-        for opt in optimizers:
+        for opt in self.optimizers:
             if model.pathway_masks is not None and options.mask_updates:
                 masked = MaskedUpdate({n: self.params[n] for n in self._masked_names()}, opt)
-                self.handles.append(masked.register_hooks(self._owned))
+                self.handles.append(masked.register_hooks(self.frozen))
             self.handles.append(opt.register_step_post_hook(self._after_step))
+        if self.schedule is not None and self.optimizers:
+            # The pruning state is written and read with ESPnet's checkpoint.
+            first = self.optimizers[0]
+            self.handles.append(first.register_state_dict_post_hook(self._add_state))
+            self.handles.append(first.register_load_state_dict_pre_hook(self._pop_state))
 
     # ------------------------------------------------------------------ set-up
     def _masked_names(self) -> List[str]:
@@ -122,9 +165,7 @@ class PathwayController:
                 "output_dir": str(o.output_dir),
             }
             masks = PathwayMasks.from_model_dense(self.model, langs, self.names, meta=meta)
-            if o.pruning_shared:  # one mask object for all: one masked forward per batch
-                shared = masks.masks[langs[0]]
-                masks.masks = {lang: shared for lang in langs}
+            self._share_if_lap(masks)
             self.model.set_pathway_masks(masks)
         logging.info(
             "Pruning %s of pathway(s) %s to sparsity %.3f: %d rounds of %.3f every %d steps "
@@ -136,26 +177,72 @@ class PathwayController:
         if o.pruning == "lth" and o.lth_rewind_step == 0:
             self.rewind_state = self._weights()
 
-    def _weights(self) -> Dict[str, torch.Tensor]:
-        return {n: self.params[n].detach().clone() for n in self.names}
+    def _share_if_lap(self, masks: PathwayMasks) -> None:
+        """LAP: one mask object for all languages (one masked forward per batch)."""
+        if self.options.pruning_shared:
+            shared = masks.masks[self.prune_langs[0]]
+            masks.masks = {lang: shared for lang in masks.masks}
 
-    # ------------------------------------------------------------------- hooks
-    def _owned(self):
-        """Union of the masks of the languages seen since the last step (pre-step hook)."""
-        langs = sorted(self.model.step_languages)
-        if not langs:
-            return None
+    def _weights(self) -> Dict[str, torch.Tensor]:
+        """Every parameter (the LTH rewind point: not only the prunable ones)."""
+        return {n: p.detach().clone() for n, p in self.params.items()}
+
+    # ------------------------------------------------------------- ownership
+    def step_owners(self) -> FrozenSet[str]:
+        """Languages owning this step: seen since the last step, on any rank.
+
+        Under DDP the gradient is the sum over the ranks, so the owners are the union of
+        the ranks' languages: one flag per language, all-reduced with MAX (a few bytes,
+        on the weights' device as NCCL needs).
+        """
+        langs = self.model.step_languages
+        if not distributed():
+            return frozenset(langs)
+        order = list(self.model.languages or self.model.pathway_masks.languages)
+        device = next(iter(self.params.values())).device
+        flags = torch.tensor([lang in langs for lang in order], dtype=torch.uint8, device=device)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        return frozenset(lang for lang, f in zip(order, flags.tolist()) if f)
+
+    def _check_cache(self) -> None:
         masks = self.model.pathway_masks
-        owned = {n: m.clone() for n, m in masks.for_language(langs[0]).items()}
-        for lang in langs[1:]:
-            for n, m in masks.for_language(lang).items():
-                owned[n] |= m
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for m in owned.values():  # the gradient is all-reduced: so is ownership
-                buf = m.to(torch.uint8)
-                torch.distributed.all_reduce(buf, op=torch.distributed.ReduceOp.MAX)
-                m.copy_(buf.bool())
-        return owned
+        if masks is not self._cache_masks:  # new masks (resume, device move): recompute
+            self._frozen_cache.clear()
+            self._union = None
+            self._cache_masks = masks
+
+    def union(self) -> Dict[str, torch.Tensor]:
+        self._check_cache()
+        if self._union is None:
+            self._union = self.model.pathway_masks.union()
+        return self._union
+
+    def frozen(self) -> Optional[Dict[str, torch.Tensor]]:
+        """Flat indices, per masked parameter, that this step must not change (pre-step).
+
+        Inside the union of all masks but outside the owners' masks; cached per set of
+        owners until the masks change.  ``None`` (no guard) for a step without languages.
+        """
+        owners = self.step_owners()
+        if not owners:
+            return None
+        self._check_cache()
+        if owners not in self._frozen_cache:
+            masks = self.model.pathway_masks
+            langs = sorted(owners)
+            owned = {n: m.clone() for n, m in masks.for_language(langs[0]).items()}
+            for lang in langs[1:]:
+                for n, m in masks.for_language(lang).items():
+                    owned[n] |= m
+            self._frozen_cache[owners] = frozen_indices(owned, self.union())
+        return self._frozen_cache[owners]
+
+    def _zero_outside_union(self) -> None:
+        """Weights outside every pathway and their optimizer state become exactly zero."""
+        union = self.union()
+        apply_masks_(self.model, union)
+        for opt in self.optimizers:
+            zero_optimizer_state_(opt, self.params, union)
 
     def _after_step(self, optimizer, args, kwargs) -> None:
         self.model.step_languages.clear()
@@ -186,46 +273,77 @@ class PathwayController:
                 )
         masks.meta["step"] = self.step
         masks.meta["sparsity"] = {lang: masks.sparsity(lang) for lang in self.prune_langs}
-        union = masks.union()
-        if o.pruning == "lth" and self.rewind_state is not None:
-            lth_rewind_(self.model, union, self.rewind_state)
+        self._cache_masks = None  # the masks changed in place
+        self._check_cache()
+        rewound = o.pruning == "lth" and self.rewind_state is not None
+        if rewound:
+            self.rewind()
         else:
-            apply_masks_(self.model, union)
+            self._zero_outside_union()
         logging.info(
             "Pruned at step %d to sparsity %.4f (%s)%s", self.step, target,
             ", ".join(f"{lang}={masks.sparsity(lang):.4f}" for lang in self.prune_langs),
-            "; rewound survivors (LTH)" if o.pruning == "lth" and self.rewind_state else "",
+            "; rewound every parameter, reset the optimizer and LR schedule (LTH)"
+            if rewound else "",
         )
+
+    def rewind(self) -> None:
+        """LTH: every parameter back to the rewind point (pruned weights zero), fresh
+        optimizer state, and the LR schedule from its start."""
+        lth_rewind_(self.model, self.union(), self.rewind_state, all_parameters=True)
+        for opt, lrs in zip(self.optimizers, self._initial_lrs):
+            opt.state.clear()
+            for group, lr in zip(opt.param_groups, lrs):
+                group["lr"] = lr
+        for sched, state in zip(self.schedulers, self._initial_schedulers):
+            state = copy.deepcopy(state)
+            if isinstance(sched, AbsBatchStepScheduler) and "last_epoch" in state:
+                # ESPnet calls scheduler.step() right after this optimizer step: the
+                # next update then uses the schedule's first value, as a fresh run does.
+                state["last_epoch"] -= 1
+            sched.load_state_dict(state)
 
     # ------------------------------------------------------------------- state
-    def save_state(self) -> None:
-        if self.model.pathway_masks is None:
-            return
-        tmp = self.state_file.with_suffix(".tmp")
-        torch.save(
-            {"step": self.step, "masks": {k: {n: m.cpu() for n, m in v.items()}
-                                          for k, v in self.model.pathway_masks.masks.items()},
-             "meta": self.model.pathway_masks.meta, "rewind_state": self.rewind_state},
-            tmp,
-        )
-        tmp.replace(self.state_file)
+    def state(self) -> dict:
+        masks = self.model.pathway_masks
+        return {
+            "step": self.step,
+            "masks": {k: {n: m.cpu() for n, m in v.items()} for k, v in masks.masks.items()},
+            "meta": masks.meta,
+            "rewind_state": None if self.rewind_state is None
+            else {n: w.cpu() for n, w in self.rewind_state.items()},
+        }
 
-    def _load_state(self) -> None:
-        state = torch.load(self.state_file, map_location="cpu", weights_only=False)
+    def load_state(self, state: dict, source: str = "checkpoint") -> None:
         self.step = int(state["step"])
-        masks = PathwayMasks(state["masks"], state["meta"], source=str(self.state_file))
+        masks = PathwayMasks(state["masks"], state["meta"], source=source)
+        self._share_if_lap(masks)
         self.model.set_pathway_masks(masks)
-        self.rewind_state = state["rewind_state"]
-        logging.info("Resumed pathway state at step %d from %s", self.step, self.state_file)
+        device = next(iter(self.params.values())).device
+        self.rewind_state = None if state["rewind_state"] is None else {
+            n: w.to(device) for n, w in state["rewind_state"].items()}
+        self._check_cache()
+        logging.info("Resumed the pathway state at step %d from %s", self.step, source)
+
+    def _add_state(self, optimizer, state_dict: dict) -> dict:
+        state_dict[CHECKPOINT_KEY] = self.state()
+        return state_dict
+
+    def _pop_state(self, optimizer, state_dict: dict) -> dict:
+        state_dict = dict(state_dict)
+        state = state_dict.pop(CHECKPOINT_KEY, None)
+        if state is not None:
+            self.load_state(state, source=f"{self.output_dir}/checkpoint.pth")
+        return state_dict
 
     def close(self) -> None:
         for h in self.handles:
             h.remove()
         masks = self.model.pathway_masks
-        if masks is not None and self.schedule is not None:
-            self.save_state()
+        if masks is not None and self.schedule is not None and is_writer():
             out = self.output_dir / "masks.pth"
-            masks.save(out)
+            with atomic_output(out) as tmp:
+                masks.save(tmp)
             logging.info("Wrote %s\n%s", out, masks.summary_table())
 
 
@@ -267,20 +385,17 @@ class PathwayTrainer(Trainer):
                            "pathways of the languages in each step")
 
     @classmethod
-    def run(cls, model, optimizers, *args, trainer_options, **kwargs) -> None:
-        controller = PathwayController(model, optimizers, trainer_options)
+    def run(cls, model, optimizers, schedulers, *args, trainer_options, **kwargs) -> None:
+        if getattr(trainer_options, "grad_noise", False) and (
+            model.pathway_masks is not None or trainer_options.pruning != "none"
+        ):
+            raise ValueError("--grad_noise true would move pruned weights: not supported "
+                             "with pathway masks or pruning")
+        controller = PathwayController(model, optimizers, trainer_options, schedulers)
         model.pathway_controller = controller
         try:
-            super().run(model, optimizers, *args, trainer_options=trainer_options, **kwargs)
+            super().run(model, optimizers, schedulers, *args,
+                        trainer_options=trainer_options, **kwargs)
         finally:
             controller.close()
             del model.pathway_controller
-
-    @classmethod
-    def train_one_epoch(cls, model, *args, **kwargs) -> bool:
-        retval = super().train_one_epoch(model, *args, **kwargs)
-        core = getattr(model, "module", model)
-        controller = getattr(core, "pathway_controller", None)
-        if controller is not None:
-            controller.save_state()
-        return retval

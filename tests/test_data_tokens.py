@@ -169,7 +169,7 @@ def test_pathway_masks_cli_combine_random_inspect_info(tmp_path, capsys):
           str(tmp_path / "all.pth"), "--out", str(tmp_path / "info.json")])
     info = json.loads((tmp_path / "info.json").read_text())
     union_pruned = sum(int((~m).sum()) for m in combined.union().values())
-    assert info["params_total"] == 29 and info["params_kept"] == 29 - union_pruned
+    assert info["params_total"] == 33 and info["params_kept"] == 33 - union_pruned
 
 
 @pytest.mark.parametrize("text,problem", [("", "empty transcript"),

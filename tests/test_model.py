@@ -142,3 +142,20 @@ def test_shared_mask_runs_one_pass_and_unknown_mask_language_fails():
     model(**tiny_batch([0, 1, 2, 3]))
     h.remove()
     assert len(calls) == 1
+
+
+def test_masks_follow_the_weights_and_state_dict_keys_stay_espnets():
+    model = tiny_model()
+    keys = set(model.state_dict())
+    model.set_pathway_masks(random_pathways(model))
+    assert set(model.state_dict()) == keys  # packing, averaging, --init_param unchanged
+    masks = model.pathway_masks
+    model.to(torch.float64)
+    assert model.pathway_masks is masks  # same device: nothing copied
+    model.half()
+    mask = next(iter(model.pathway_masks.for_language("en").values()))
+    assert mask.dtype == torch.bool
+    model.to("meta")  # a device move (meta: no allocation) moves every mask along
+    for lang in model.pathway_masks.languages:
+        for m in model.pathway_masks.for_language(lang).values():
+            assert m.device.type == "meta" and m.dtype == torch.bool

@@ -14,6 +14,7 @@ from espnet_pathways.masks import masked_parameters, prunable_parameter_names
 from espnet_pathways.pruning import (
     IMPSchedule,
     MaskedUpdate,
+    frozen_indices,
     lth_rewind_,
     magnitude_prune,
     random_masks,
@@ -237,7 +238,7 @@ def test_without_guard_foreign_weights_would_move(model: Tiny, opt_name: str) ->
 def test_masked_update_via_optimizer_hooks(model: Tiny) -> None:
     params, m_a, _, opt, mu = setup(model, OPTIMIZERS["adamw"])
     owned: dict[str, torch.Tensor] | None = m_a
-    handle = mu.register_hooks(lambda: owned)
+    handle = mu.register_hooks(lambda: frozen_indices(owned))
     before = {n: params[n].detach().clone() for n in m_a}
     language_step(model, m_a, seed=3)
     opt.step()

@@ -131,3 +131,136 @@ def test_unknown_pruning_language_is_rejected(tmp_path):
     opt = torch.optim.Adam(model.parameters())
     with pytest.raises(ValueError, match="not in --languages"):
         PathwayController(model, [opt], options(tmp_path, pruning="imp", pruning_languages=["de"]))
+
+
+# ------------------------------------------------------------------ scale-up behaviours
+def reference_guard_hooks(model, opt):
+    """The straightforward masked update (the implementation before the index guard):
+    clone every masked weight and its Adam moments before the step, put back with
+    torch.where every element that the step's languages do not own."""
+    saved = {}
+
+    def pre(optimizer, args, kwargs):
+        saved.clear()
+        langs = sorted(model.step_languages)
+        masks = model.pathway_masks
+        params = dict(model.named_parameters())
+        for n in masks.param_names:
+            owned = masks.for_language(langs[0])[n].clone()
+            for lang in langs[1:]:
+                owned |= masks.for_language(lang)[n]
+            p = params[n]
+            state = {k: v.clone() for k, v in opt.state.get(p, {}).items()
+                     if torch.is_tensor(v) and v.shape == p.shape}
+            saved[n] = (p, owned, p.detach().clone(), state)
+
+    def post(optimizer, args, kwargs):
+        with torch.no_grad():
+            for p, owned, value, state in saved.values():
+                p.copy_(torch.where(owned, p, value))
+                for k, v in opt.state[p].items():
+                    if torch.is_tensor(v) and v.shape == p.shape:
+                        v.copy_(torch.where(owned, v, state.get(k, torch.zeros_like(v))))
+
+    return opt.register_step_pre_hook(pre), opt.register_step_post_hook(post)
+
+
+@pytest.mark.parametrize("system", ["pathways", "imp"])
+def test_index_guard_gives_bit_identical_weights_to_the_reference(tmp_path, system):
+    from espnet_pathways.masks import apply_masks_
+
+    runs = []
+    for use_reference in (False, True):
+        model = tiny_model()
+        kw = {}
+        if system == "pathways":
+            model.set_pathway_masks(random_pathways(model, sparsity=0.6))
+            steps = [[0, 1, 2, 3], [2, 2], [0, 3], [1, 1], [3, 1, 2], [0, 0]]
+        else:
+            kw = dict(pruning="imp", pruning_languages=["fr"], pruning_every=2,
+                      pruning_fraction=0.3, pruning_target_sparsity=0.6)
+            steps = [[1, 1]] * 6
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=0.1)
+        if use_reference:
+            hooks = reference_guard_hooks(model, opt)
+            controller = PathwayController(model, [opt], options(tmp_path, mask_updates=False, **kw))
+            # the old pruning step: zero the pruned weights only (not their Adam moments)
+            controller._zero_outside_union = lambda c=controller, m=model: apply_masks_(m, c.union())
+        else:
+            controller = PathwayController(model, [opt], options(tmp_path, **kw))
+        history = []
+        for i, langs in enumerate(steps):
+            train_steps(model, opt, [langs], seed=10 + i)
+            history.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        controller.close()
+        runs.append(history)
+    for step, (new, ref) in enumerate(zip(*runs)):
+        for n in ref:
+            assert torch.equal(new[n], ref[n]), (system, step, n)
+
+
+def test_a_step_espnet_skips_does_not_own_the_next_update(tmp_path):
+    """A batch with an inf sample: ESPnet skips optimizer.step(); the next update (English
+    only) must not move Italian-only weights, though Italian was in the skipped batch."""
+    from training_runs import run_training
+
+    model = tiny_model()
+    masks = random_pathways(model, sparsity=0.6)
+    model.set_pathway_masks(masks)
+    seen = {}
+
+    def check(i, langs):
+        params = dict(model.named_parameters())
+        if i == 0:  # before the Italian batch that will be skipped
+            seen["before"] = {n: params[n].detach().clone() for n in masks.param_names}
+        if i == 2:  # after the skipped step and one English step
+            seen["step"] = model.pathway_controller.step
+            seen["after"] = {n: params[n].detach().clone() for n in masks.param_names}
+
+    run_training(model, tmp_path, [[[2, 2], [0, 0]]], check=check, nonfinite=[(1, 0)],
+                 max_epoch=1)
+    assert seen["step"] == 1  # one real update: the Italian step was skipped
+    it, en = masks.for_language("it"), masks.for_language("en")
+    for n in masks.param_names:
+        italian_only = it[n] & ~en[n]
+        assert torch.equal(seen["after"][n][italian_only], seen["before"][n][italian_only]), n
+    assert any((seen["after"][n][en[n]] != seen["before"][n][en[n]]).any() for n in en)
+
+
+def test_lth_rewinds_every_parameter_and_resets_adam_and_the_lr_schedule(tmp_path):
+    from espnet2.schedulers.warmup_lr import WarmupLR
+
+    model = tiny_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    sched = WarmupLR(opt, warmup_steps=5)
+    fresh_lrs = []
+    probe = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-2)
+    probe_sched = WarmupLR(probe, warmup_steps=5)
+    for _ in range(2):
+        fresh_lrs.append(probe.param_groups[0]["lr"])
+        probe_sched.step()
+    controller = PathwayController(
+        model, [opt], options(tmp_path, pruning="lth", pruning_languages=["en"],
+                              pruning_target_sparsity=0.5, pruning_fraction=0.5,
+                              pruning_every=3, lth_rewind_step=1), schedulers=[sched])
+
+    def espnet_step(langs, seed):  # ESPnet: optimizer.step() then the batch scheduler
+        train_steps(model, opt, [langs], seed=seed)
+        sched.step()
+
+    espnet_step([0, 0], 0)  # step 1: the rewind point
+    rewind = {n: w.clone() for n, w in controller.rewind_state.items()}
+    assert set(rewind) == {n for n, _ in model.named_parameters()}
+    espnet_step([0, 0], 1)
+    espnet_step([0, 0], 2)  # step 3: prune, rewind, reset
+    m = model.pathway_masks.for_language("en")
+    unmasked = [n for n, _ in model.named_parameters() if n not in m]
+    assert any("joint_network.lin_out" in n for n in unmasked)
+    for n, p in model.named_parameters():
+        want = rewind[n] * m[n] if n in m else rewind[n]
+        assert torch.equal(p, want), n
+    assert len(opt.state) == 0  # fresh Adam moments
+    assert opt.param_groups[0]["lr"] == pytest.approx(fresh_lrs[0])  # the schedule restarts
+    espnet_step([0, 0], 3)
+    assert opt.param_groups[0]["lr"] == pytest.approx(fresh_lrs[1])
+    controller.close()

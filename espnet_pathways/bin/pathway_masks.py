@@ -96,12 +96,13 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 def cmd_info(args: argparse.Namespace) -> None:
     """Parameters a system keeps: every non-masked parameter plus the masked ones kept.
 
-    ``params_total`` counts the parameters used at inference (ESPnet's auxiliary CTC
-    head, used only in training, is left out).
+    ``params_total`` counts every tensor of the state dict (the weights and the model's
+    few buffers), ESPnet's auxiliary CTC head included: it is trained and pruned with the
+    rest, so leaving it out of the total while its pruned weights are subtracted would
+    understate what is kept.
     """
     state = load_state_dict(args.model_file)
-    names = [n for n in state if not n.startswith("ctc_lin.")]
-    total = sum(state[n].numel() for n in names)
+    total = sum(t.numel() for t in state.values())
     info = {"params_total": total, "params_kept": total}
     if args.masks:
         pm = PathwayMasks.load(args.masks)

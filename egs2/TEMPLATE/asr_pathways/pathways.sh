@@ -207,11 +207,14 @@ train_system() {
   fi
   mkdir -p "$dir"
   log "${tag}: training with ${config} -> ${dir} (log: ${dir}/train.log)"
-  local launcher=()
-  if [ "$num_nodes" -gt 1 ]; then
-    launcher=(${python} -m espnet2.bin.launch --cmd "${cuda_cmd:-$decode_cmd} --gpu ${ngpu}"
+  # Several GPUs (one node or many): torch DDP, one process per GPU, through ESPnet's
+  # launcher as asr.sh does (it writes train.log itself; its own output -> launch.log).
+  local launcher=() out_log="${dir}/train.log"
+  if [ "$num_nodes" -gt 1 ] || [ "$ngpu" -gt 1 ]; then
+    launcher=(${python} -m espnet2.bin.launch --cmd "${cuda_cmd:-$decode_cmd}"
               --log "${dir}/train.log" --ngpu "$ngpu" --num_nodes "$num_nodes"
               --init_file_prefix "${dir}/.dist_init_" --multiprocessing_distributed true --)
+    out_log="${dir}/launch.log"
   fi
   # shellcheck disable=SC2046
   if ! "${launcher[@]}" ${python} -m espnet_pathways.bin.asr_pathways_train \
@@ -223,7 +226,7 @@ train_system() {
       --valid_shape_file "${stats_dir}/valid${sub}/speech_shape" \
       --valid_shape_file "${stats_dir}/valid${sub}/text_shape.${token_type}" \
       --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
-      --resume true --output_dir "$dir" ${train_args} "$@" >"${dir}/train.log" 2>&1; then
+      --resume true --output_dir "$dir" ${train_args} "$@" >"${out_log}" 2>&1; then
     tail -n 30 "${dir}/train.log" >&2
     log "${tag}: training failed; see ${dir}/train.log (rerun resumes from the last epoch)"
     exit 1

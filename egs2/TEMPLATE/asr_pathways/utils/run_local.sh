@@ -3,7 +3,11 @@
 #   run_local.sh JOB=1:4 exp/log/decode.JOB.log python -m ... --key_file keys.JOB
 # Runs the jobs in parallel on this machine; "JOB" in the log path and the command is
 # replaced by the job number.  Fails (listing the logs) if any job fails.
+# Also the call espnet2.bin.launch makes on one node: run_local.sh --gpu N LOG COMMAND...
+# (one job; the GPUs are the machine's own, so --gpu is accepted and not needed).
 set -u
+[ "${1:-}" = --gpu ] && shift 2
+[[ $# -ge 2 && ! "$1" =~ = ]] && set -- RUNLOCALSINGLEJOB=1:1 "$@"
 if [[ $# -lt 3 || ! "$1" =~ ^([A-Za-z]+)=([0-9]+):([0-9]+)$ ]]; then
   echo "usage: $0 JOB=1:N LOG COMMAND..." >&2; exit 1
 fi
