@@ -36,7 +36,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Typ
 import torch
 from torch import Tensor, nn
 
-from espnet_pathways.masks import PathwayMasks, apply_masks_, pack_bits, unpack_bits
+from espnet_pathways.checkpoint import load_state_dict
+from espnet_pathways.mask_file import check_format, pack_bits, unpack_bits
+from espnet_pathways.masks import PathwayMasks, apply_masks_
 
 __all__ = [
     "INT8_FORMAT",
@@ -244,14 +246,7 @@ def save_int8(
 
 
 def _check(state: Any, where: str) -> None:
-    if not isinstance(state, Mapping) or state.get("format") != INT8_FORMAT:
-        fmt = state.get("format") if isinstance(state, Mapping) else type(state).__name__
-        raise Int8FormatError(f"{where}: not an {INT8_FORMAT} (format={fmt!r})")
-    if state.get("version") != INT8_VERSION:
-        raise Int8FormatError(
-            f"{where}: unsupported int8 format version {state.get('version')!r} "
-            f"(this code reads version {INT8_VERSION})"
-        )
+    check_format(state, INT8_FORMAT, INT8_VERSION, where, Int8FormatError)
 
 
 def load_int8(path: PathLike) -> Dict[str, Any]:
@@ -363,7 +358,9 @@ def quantize_model_file(
             f"{asr_train_config}: a pathway model (pathway_masks: {cfg['pathway_masks']}) is "
             "quantized per language: export_pathway --lang <l> --quantize_asr_model true"
         )
-    model, _ = ASRPathwaysTask.build_model_from_file(str(asr_train_config), str(asr_model_file), "cpu")
+    state = load_state_dict(asr_model_file)  # an unreadable checkpoint names its file
+    model, _ = ASRPathwaysTask.build_model_from_file(str(asr_train_config), None, "cpu")
+    model.load_state_dict(state)
     qmodel = quantize_model(model, quantize_modules, "qint8")
     save_int8(qmodel, out_path, quantize_modules)
     summary = {

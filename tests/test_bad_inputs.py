@@ -572,3 +572,23 @@ def test_format_data_refuses_a_second_writer(tmp_path, capsys):
                            capsys)
     assert str(dump) in line and "another run" in line
     assert not (dump / "text").exists()
+
+
+def test_quantize_model_refuses_a_pathway_config_and_names_a_truncated_model(
+        recipe, truncated_checkpoint, tmp_path, capsys):
+    from espnet_pathways.bin.quantize_model import main as quantize
+
+    out = tmp_path / "model.int8.pth"
+    out.write_bytes(b"an earlier int8 file")
+    pathway_cfg = recipe / "exp/asr_tiny/config_abs.yaml"
+    line = fails(quantize, ["--asr_train_config", str(pathway_cfg), "--asr_model_file",
+                            str(recipe / MODEL), "--out", str(out)], capsys)
+    assert str(pathway_cfg) in line and "export_pathway" in line
+    cfg = yaml.safe_load(pathway_cfg.read_text())
+    cfg.pop("pathway_masks")
+    dense_cfg = tmp_path / "dense.yaml"
+    dense_cfg.write_text(yaml.safe_dump(cfg))
+    line = fails(quantize, ["--asr_train_config", str(dense_cfg), "--asr_model_file",
+                            str(truncated_checkpoint), "--out", str(out)], capsys)
+    assert str(truncated_checkpoint) in line
+    assert out.read_bytes() == b"an earlier int8 file"
