@@ -206,10 +206,9 @@ def _normalizer(code: str):
 
 
 def _write(path: Path, lines: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
-    tmp.replace(path)
+    from espnet_pathways.fileio import atomic_write_text
+
+    atomic_write_text(path, "".join(f"{x}\n" for x in lines))
 
 
 def prepare(mls_root: Path, langs: Sequence[str], data_dir: Path, caps: Dict[str, float],
