@@ -142,6 +142,15 @@ common_train_args() {
 stage_data() {
   if "$skip_data_prep"; then log "skip_data_prep=true: using data/ as it is"; return; fi
   local/data.sh ${local_data_opts}
+  # Leak check (docs/corpus.md): no dev/test speaker, voice (spk2voice) or sentence in
+  # train; run when the data dirs have utt2spk and text.
+  local held=() d
+  for d in ${valid_set} ${test_sets}; do
+    [ -f "data/${d}/utt2spk" ] && [ -f "data/${d}/text" ] && held+=("data/${d}")
+  done
+  if [ -f "data/${train_set}/utt2spk" ] && [ -f "data/${train_set}/text" ] && [ ${#held[@]} -gt 0 ]; then
+    ${python} -m espnet_pathways.bin.check_splits --train "data/${train_set}" --held_out "${held[@]}"
+  fi
 }
 
 # A data fault (missing/unreadable/stereo audio, no words in the transcript) skips the
