@@ -293,3 +293,24 @@ def test_tiny_czech_build(tmp_path: Path) -> None:
 
 def test_default_langs_exclude_czech() -> None:
     assert Options().langs == ["en", "fr", "it", "nl"]
+
+
+@needs_sources
+@pytest.mark.parametrize("band", ["tel", "lp3500", "hp400"])
+def test_postprocess_8khz_voice_with_band_limit(tmp_path: Path, band: str) -> None:
+    """flite's kal is an 8 kHz voice: every band limit must still work on it (the chain
+    resamples to 16 kHz before filtering), and the result is 16 kHz mono."""
+    import subprocess
+    from embedded_corpus import tts
+    raw = tmp_path / "raw.wav"
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(raw), "synth", "1",
+                    "sine", "440"], check=True)
+    spk = voices.Speaker("en_flite.kal.0", "en", "flite", "kal", "human.kal", "train",
+                         voices.Perturbation(speed=0.9, pitch_cents=100, tempo=1.1, reverb=40,
+                                             room_scale=50, band=band, snr_db=10.0))
+    out = tmp_path / "out.wav"
+    tts.postprocess(raw, out, spk, "utt", 0)
+    import wave
+    with wave.open(str(out)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+    assert 0.7 < tts.wav_duration(out) < 1.3

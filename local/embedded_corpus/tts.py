@@ -54,6 +54,8 @@ def sox_effects(p: Perturbation, engine: str) -> List[str]:
     fx = ["speed", str(p.speed)]
     if engine != "espeak":
         fx += ["pitch", str(p.pitch_cents), "tempo", "-s", str(p.tempo)]
+    # Resample first: an 8 kHz voice (flite kal) has no band up to 3400 Hz to filter.
+    fx += ["rate", str(SAMPLE_RATE)]
     if p.reverb:
         fx += ["reverb", str(p.reverb), "50", str(p.room_scale)]
     if p.band == "tel":
@@ -62,7 +64,7 @@ def sox_effects(p: Perturbation, engine: str) -> List[str]:
         fx += ["lowpass", p.band[2:]]
     elif p.band.startswith("hp"):
         fx += ["highpass", p.band[2:]]
-    return fx + ["rate", str(SAMPLE_RATE)]
+    return fx
 
 
 def colored_noise(n: int, color: str, rng: np.random.Generator) -> np.ndarray:
