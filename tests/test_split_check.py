@@ -86,3 +86,37 @@ def test_cli_one_line_and_exit_1(tmp_path: Path, train: Path) -> None:
     assert p.stderr.strip().splitlines() == [
         f"check_splits: error: speaker 'a.0' of {test}/utt2spk (utterance a.0-l-5) is also a "
         f"training speaker in {train}/utt2spk (utterance a.0-l-1)"]
+
+
+FAKE_DATA_SH = """#!/usr/bin/env bash
+# Fake local/data.sh: a dev speaker that is also a training speaker.
+set -e
+for s in train dev; do mkdir -p data/$s; done
+printf 'a-l-1 a\\nb-l-2 b\\n' > data/train/utt2spk
+printf 'a-l-1 one\\nb-l-2 two\\n' > data/train/text
+printf 'a-l-3 a\\n' > data/dev/utt2spk
+printf 'a-l-3 three\\n' > data/dev/text
+"""
+
+
+@pytest.mark.parametrize("check", ["true", "false"])
+def test_stage1_runs_the_check(tmp_path: Path, check: str) -> None:
+    """pathways.sh stage 1 runs check_splits after local/data.sh (and fails on a leak)
+    unless --check_splits false."""
+    import os
+    for name in ("conf", "egs2", "path.sh", "cmd.sh"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "data.sh").write_text(FAKE_DATA_SH)
+    (tmp_path / "local" / "data.sh").chmod(0o755)
+    env = dict(os.environ, VENV=str(Path(sys.executable).parents[1]),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    p = subprocess.run(["bash", "egs2/TEMPLATE/asr_pathways/pathways.sh", "--languages", "en",
+                        "--stage", "1", "--stop_stage", "1", "--test_sets", "",
+                        "--check_splits", check], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    if check == "true":
+        assert p.returncode != 0
+        assert "check_splits: error: speaker 'a' of data/dev/utt2spk" in p.stderr + p.stdout
+    else:
+        assert p.returncode == 0, (p.stdout + p.stderr)[-2000:]

@@ -19,6 +19,7 @@ Options (defaults in brackets; see docs/recipe.md):
   --ngpu N                    GPUs for training, 0 = CPU [0]
   --languages \"l1 l2 ...\"     language codes, order = language ids
   --local_data_opts \"...\"     options for local/data.sh
+  --check_splits true|false   stage 1: fail if a dev/test speaker, voice or sentence is in train [true]
   --token_mode shared|merged  one sentencepiece model, or merged per-language pieces [shared]
   --nbpe N                    pieces (per language if merged) [256]
   --dense_config FILE         dense training config
@@ -41,6 +42,7 @@ cmd_backend=local            # see cmd.sh
 expdir=exp
 dumpdir=dump
 skip_data_prep=false
+check_splits=true            # stage 1: fail if a dev/test speaker, voice or sentence is in train
 # Data
 languages=""
 train_set=train
@@ -143,7 +145,9 @@ stage_data() {
   if "$skip_data_prep"; then log "skip_data_prep=true: using data/ as it is"; return; fi
   local/data.sh ${local_data_opts}
   # Leak check (docs/corpus.md): no dev/test speaker, voice (spk2voice) or sentence in
-  # train; run when the data dirs have utt2spk and text.
+  # train; run when the data dirs have utt2spk and text (--check_splits false: skip it,
+  # e.g. for a corpus that keeps a seen-speaker set or shares short sentences on purpose).
+  "$check_splits" || return 0
   local held=() d
   for d in ${valid_set} ${test_sets}; do
     [ -f "data/${d}/utt2spk" ] && [ -f "data/${d}/text" ] && held+=("data/${d}")
