@@ -22,7 +22,7 @@ langs=""
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help)
-            sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
             exit 0 ;;
         --python)
             [ $# -ge 2 ] || { log "Error: --python needs a value"; exit 1; }
