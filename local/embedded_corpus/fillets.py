@@ -8,7 +8,8 @@ Each level has ``script/<level>/dialogs_<lang>.lua`` made of calls like::
 Calls may span lines and strings use Lua escapes (``\\"``, ``\\\\``).  Calls built
 with Lua expressions (``dialogId("key"..i, "", "")``) are not literal and are
 ignored by the regex.  The dialogue key is ``(level, id)`` because ids repeat
-across levels.
+across levels.  Czech, the game's original language, is stored like a translation
+(``dialogs_cs.lua`` with ``dialogStr``; ``dialogs.lua`` only loads the language file).
 """
 
 from __future__ import annotations
