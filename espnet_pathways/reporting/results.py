@@ -510,6 +510,103 @@ def deploy_section(path: Path, precision: int) -> str:
     return "\n".join(out)
 
 
+def compute_section(systems: Sequence[SystemScores], langs: Sequence[str],
+                    reference: Optional[str], computes: Mapping[str, Any]) -> str:
+    """Training steps and utterances seen per system and language
+    (:mod:`espnet_pathways.reporting.compute`)."""
+    from espnet_pathways.reporting.compute import compute_rows
+
+    header, rows = compute_rows(computes, langs, reference)
+    note = ("Optimizer steps of every training run that made the system (its "
+            "`compute_sources`), summed; utterances seen = utterances in those steps' "
+            "batches. Extra steps: the steps of the runs that are not the "
+            f"{reference or 'reference'} system's own. See docs/results.md.")
+    return note + "\n\n" + md_table(header, rows, align_right_from=1)
+
+
+def claims_section(args: argparse.Namespace, systems: Sequence[SystemScores],
+                   langs: Sequence[str], computes: Mapping[str, Any]) -> str:
+    """The paper-claims table (:mod:`espnet_pathways.reporting.claims`)."""
+    from espnet_pathways.reporting import claims as C
+    from espnet_pathways.reporting.significance import find_sc_stats
+
+    low = [x for x in getattr(args, "low_resource_langs", "it,nl").split(",") if x in langs]
+    dense = args.reference_system or "dense"
+    wer = {s.name: {lang: s.rate(lang, "WER") for lang in langs} for s in systems}
+    exp_dirs = {s.name: s.exp_dir for s in systems}
+    results = C.evaluate_all(C.paper_claims(dense, low), exp_dirs, wer, langs, args.decode_dir,
+                             computes, resamples=getattr(args, "bootstrap_resamples", 2000),
+                             seed=getattr(args, "bootstrap_seed", 0))
+    overlap = load_json(Path(args.overlap_json), "mask overlap: ") if args.overlap_json else None
+    header, rows = C.claims_rows(results, overlap)
+    chosen = C.resolve_pathways(wer, langs)
+    test = ("MAPSSWE: sctk's `sc_stats` matched-pair sentence-segment word error test on the "
+            "pooled utterances of the claim's languages" if find_sc_stats() else
+            "sctk's `sc_stats` not found: p of record is the bootstrap's")
+    note = (f"Written by the pipeline from the score directories; rule in docs/results.md. "
+            f"\"pathways\" = the better of {' / '.join(C.PATHWAY_SYSTEMS)} by average WER"
+            f" ({chosen or 'none run'}; chosen on the test set). Rel. diff = (system - baseline)"
+            f" / baseline of the unweighted average WER over the claim's languages. {test}; "
+            f"bootstrap: {getattr(args, 'bootstrap_resamples', 2000)} paired resamples of the "
+            f"utterances within each language, seed {getattr(args, 'bootstrap_seed', 0)}. "
+            f"Significant: p < {C.ALPHA}.")
+    return note + "\n\n" + md_table(header, rows, align_right_from=99)
+
+
+def mask_groups_section(masks: Sequence[Tuple[str, str]], precision: int) -> str:
+    """Pairwise IoU (and mean overlap) of each mask set per layer group."""
+    from espnet_pathways.reporting.mask_overlap import mask_group_tables, pairs
+
+    parts = []
+    for name, p in masks:
+        path = Path(p)
+        if not path.is_file():
+            logger.warning("mask file %s of %s not found", path, name)
+            parts.append(f"### {name}\n\n`{path}`: {NA}")
+            continue
+        try:
+            langs, sparsity, overlap, iou = mask_group_tables(path)
+        except Exception as e:  # noqa: BLE001  (torch.load raises many types)
+            raise ResultsInputError(f"masks {name}: {path}: cannot read ({e})") from None
+        prs = pairs(langs)
+        header = ["Layer group", "mean sparsity"] + [f"IoU {a}-{b}" for a, b in prs] + [
+            "mean IoU", "mean overlap"]
+        rows = []
+        for g in iou:
+            ious = [iou[g][a][b] for a, b in prs]
+            ovs = [overlap[g][a][b] for a in langs for b in langs if a != b]
+            rows.append([g, fmt_pct_fraction(sum(sparsity[g].values()) / len(langs), precision)]
+                        + [fmt(v, precision + 2) for v in ious]
+                        + [fmt(sum(ious) / len(ious), precision + 2) if ious else NA,
+                           fmt(sum(ovs) / len(ovs), precision + 2) if ovs else NA])
+        parts.append(f"### {name} (`{path}`)\n\n" + md_table(header, rows))
+    return "\n\n".join(parts)
+
+
+def mask_drift_section(path: Path, precision: int) -> Optional[str]:
+    """IoU of each language pair at the start and the end of dynamic pathway training."""
+    from espnet_pathways.reporting.mask_overlap import load_mask_drift
+
+    try:
+        drift = load_mask_drift(path)
+    except ValueError as e:
+        raise ResultsInputError(str(e)) from None
+    if not drift:
+        logger.warning("no mask drift in %s", path)
+        return None
+    prs = sorted({p for se in drift.values() for when in se.values() for p in when})
+    header = ["Layer group"] + [f"{p} start -> end" for p in prs]
+    rows = []
+    for g, se in drift.items():
+        row = [g]
+        for p in prs:
+            a, b = se.get("start", {}).get(p), se.get("end", {}).get(p)
+            row.append(f"{fmt(a, precision + 2)} -> {fmt(b, precision + 2)}")
+        rows.append(row)
+    return (f"Source: `{path}` (pairwise IoU of the language masks when dynamic pathway "
+            "training starts and when it ends)\n\n" + md_table(header, rows))
+
+
 def build_markdown(args: argparse.Namespace) -> str:
     langs = [x for x in args.langs.split(",") if x]
     systems = [load_system(n, Path(p), args.decode_dir, langs) for n, p in args.system]
@@ -530,11 +627,23 @@ def build_markdown(args: argparse.Namespace) -> str:
         "",
         details_table(systems, langs, p),
     ]
+    from espnet_pathways.reporting.compute import load_compute
+
+    computes = load_compute([(n, Path(d)) for n, d in args.system])
+    if getattr(args, "claims", True):
+        out += ["", "## Paper claims", "", claims_section(args, systems, langs, computes)]
+    out += ["", "## Training compute", "", compute_section(systems, langs, args.reference_system, computes)]
     sp = sparsity_table(systems, langs, p)
     if sp is not None:
         out += ["", "## Sparsity and parameters", "", sp]
     if args.overlap_json:
         out += ["", "## Mask overlap", "", overlap_section(Path(args.overlap_json), p)]
+    if getattr(args, "masks", None):
+        out += ["", "## Mask overlap per layer group", "", mask_groups_section(args.masks, p)]
+    if getattr(args, "mask_drift", None):
+        drift = mask_drift_section(Path(args.mask_drift), p)
+        if drift is not None:
+            out += ["", "## Mask drift (dynamic pathways)", "", drift]
     rtf = rtf_section(args.system, args.decode_dir, langs)
     if rtf is not None:
         out += ["", "## Streaming decoding speed", "", rtf]
