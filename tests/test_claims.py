@@ -116,10 +116,15 @@ def test_mapsswe_and_pairing(tmp_path: Path):
                 for lang in LANGS] for n, d in (("good", good), ("bad", bad), ("twin", twin))}
     if G.find_sc_stats() is None or G.find_sclite() is None:
         pytest.skip("sctk (sclite, sc_stats) not installed")
-    z, p = G.mapsswe_p(sets["good"], sets["bad"])
-    assert p < 0.05 and z != 0
-    z, p = G.mapsswe_p(sets["good"], sets["twin"])
-    assert p == pytest.approx(1.0)
+    pe = G.paired_errors(sets["good"], sets["bad"])
+    z, p = pe.mapsswe
+    assert p < 0.05 and z < 0 and pe.scorer == "sclite"
+    # sclite's per-utterance errors add up to its score.json totals
+    for lang, errs, d in zip(LANGS, pe.errs_b, [bad] * 2):
+        total = json.loads((d / "decode_streaming" / f"test_{lang}" / "score_wer" / "score.json").read_text())
+        assert int(errs.sum()) == total["err"]
+    z, p = G.paired_errors(sets["good"], sets["twin"]).mapsswe
+    assert z == 0 and p == pytest.approx(1.0)
     short = write_system(tmp_path, "short", 0.05, drop="it_spk3-u003")
     s = G.load_scored(short / "decode_streaming" / "test_it" / "score_wer", "it")
     with pytest.raises(G.PairingError, match="it_spk3-u003"):
@@ -224,3 +229,16 @@ def test_results_unpaired_systems_fail_with_one_line(tmp_path: Path, caplog):
     assert rc == 1 and out.read_text() == "earlier\n"
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "en_spk2-u002" in errors[0]
+
+
+def test_claims_without_sctk_use_the_bootstrap(tmp_path: Path, monkeypatch):
+    exp = tmp_path / "exp"
+    write_system(exp, "dense", 0.3)
+    write_system(exp, "pathways_imp", 0.1)
+    monkeypatch.setenv("SCLITE", str(tmp_path / "no_sclite"))
+    monkeypatch.setenv("SC_STATS", str(tmp_path / "no_sc_stats"))
+    r = C.evaluate(C.paper_claims("dense", [])[0], {n: exp / f"asr_{n}" for n in ("dense", "pathways_imp")},
+                   {"dense": {"en": 30.0, "it": 30.0}, "pathways_imp": {"en": 10.0, "it": 10.0}},
+                   LANGS, "decode_streaming", {}, resamples=300)
+    assert r.p_mapsswe is None and r.boot is not None and r.p == r.boot.p_value < 0.05
+    assert r.verdict == C.REPRODUCED

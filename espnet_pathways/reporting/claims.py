@@ -43,9 +43,8 @@ from espnet_pathways.reporting.significance import (
     ScoredSet,
     check_paired,
     load_scored,
-    mapsswe_p,
     paired_bootstrap,
-    utterance_errors,
+    paired_errors,
 )
 
 logger = logging.getLogger(__name__)
@@ -197,16 +196,9 @@ def evaluate(
         sets_a.append(sa)
         sets_b.append(sb)
     if sets_a:
-        ea, eb, nref = [], [], []
-        for sa, sb in zip(sets_a, sets_b):
-            e_a, n = utterance_errors(sa)
-            e_b, _ = utterance_errors(sb)
-            ea.append(e_a)
-            eb.append(e_b)
-            nref.append(n)
-        res.boot = paired_bootstrap(ea, eb, nref, resamples=resamples, seed=seed)
-        zp = mapsswe_p(sets_a, sets_b)
-        res.p_mapsswe = zp[1] if zp is not None else None
+        pe = paired_errors(sets_a, sets_b)
+        res.boot = paired_bootstrap(pe.errs_a, pe.errs_b, pe.nref, resamples=resamples, seed=seed)
+        res.p_mapsswe = pe.mapsswe[1] if pe.mapsswe is not None else None
     if res.rel_diff is None:
         res.note = res.note or "baseline WER is 0"
         return res

@@ -11,7 +11,9 @@ Two tests, both on the word-level score directories of the scoring stage
   benchmarks do (``sclite -o sgml``, then ``sc_stats -p -t mapsswe -v``).  Its p-value is
   the two-tailed normal tail of sc_stats' Z statistic.  It tests the word errors of the
   pooled utterances.
-* **Paired bootstrap** over utterances (numpy, fixed seed): utterances are resampled with
+* **Paired bootstrap** over utterances (numpy, fixed seed) of the per-utterance word
+  errors (sclite's, from the same sgml alignments; kaldialign's without sclite):
+  utterances are resampled with
   replacement *within each language* (the test set's language mix is fixed by design),
   the same draw for both systems; the statistic is the relative difference of the
   unweighted average over languages of the corpus WERs (the paper's metric).  It gives
@@ -135,56 +137,100 @@ def utterance_errors(s: ScoredSet) -> Tuple[np.ndarray, np.ndarray]:
     return np.asarray(errs, dtype=np.int64), np.asarray(nref, dtype=np.int64)
 
 
-# --------------------------------------------------------------------------- MAPSSWE
+# --------------------------------------------------------------------------- sclite / MAPSSWE
 def _trn(ref: Mapping[str, List[str]]) -> str:
     return "".join(f"{' '.join(toks)} ({uid})\n" for uid, toks in ref.items())
 
 
-def mapsswe_p(
+def sclite_sgml(sclite: str, work: Path, sysname: str, ref: Mapping[str, List[str]],
+                hyp: Mapping[str, List[str]]) -> str:
+    """sclite's ``sgml`` alignment report of ``hyp`` against ``ref`` (run in ``work``)."""
+    (work / "ref.trn").write_text(_trn(ref), encoding="utf-8")
+    (work / f"{sysname}.trn").write_text(_trn(hyp), encoding="utf-8")
+    proc = subprocess.run(
+        [sclite, "-r", "ref.trn", "trn", "-h", f"{sysname}.trn", "trn", sysname,
+         "-i", "rm", "-e", "utf-8", "-s", "-o", "sgml", "stdout"],
+        cwd=work, capture_output=True, text=True, encoding="utf-8",
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"sclite -o sgml failed ({proc.returncode}): {proc.stderr.strip()[:300]}")
+    return proc.stdout
+
+
+_PATH = re.compile(r'<PATH id="\(([^"]*)\)"[^>]*>\n?(.*?)</PATH>', re.S)
+_ITEM = re.compile(r'([CSDIU]),(?:"(?:[^"]|"")*")?,(?:"(?:[^"]|"")*")?')
+
+
+def sgml_errors(sgml: str) -> Dict[str, int]:
+    """Word errors (S + D + I) per utterance id in sclite's sgml alignments.
+
+    Why: sclite's alignments are the ones of record (score.json); kaldialign splits
+    equal-cost alignments differently, which can change an utterance's error count.
+    """
+    return {uid: sum(1 for m in _ITEM.finditer(body) if m.group(1) in "SDI")
+            for uid, body in _PATH.findall(sgml)}
+
+
+@dataclass
+class PairedErrors:
+    """Per-language, per-utterance word errors of two systems (same order) and ref words;
+    ``mapsswe`` is sc_stats' (Z, p) when sctk is installed; ``scorer`` made the counts."""
+
+    errs_a: List[np.ndarray]
+    errs_b: List[np.ndarray]
+    nref: List[np.ndarray]
+    mapsswe: Optional[Tuple[float, float]]
+    scorer: str
+
+
+def paired_errors(
     sets_a: Sequence[ScoredSet], sets_b: Sequence[ScoredSet],
     sclite: Optional[str] = None, sc_stats: Optional[str] = None,
-) -> Optional[Tuple[float, float]]:
-    """(Z, two-tailed p) of sc_stats' MAPSSWE test on the pooled utterances of the sets.
+) -> PairedErrors:
+    """Per-utterance errors of both systems, and MAPSSWE on their pooled utterances.
 
-    None when sclite or sc_stats is not installed.  The sets must be paired already
-    (:func:`check_paired`).  Identical outputs give Z = 0, p = 1.
+    With sclite, the errors are sclite's (its sgml alignments, the ones sc_stats reads);
+    without it, kaldialign's.  With sc_stats too, MAPSSWE's Z and two-tailed p (the
+    normal tail of Z; identical outputs give Z = 0, p = 1).  The sets must be paired
+    already (:func:`check_paired`).
     """
     sclite = sclite or find_sclite()
     sc_stats = sc_stats or find_sc_stats()
-    if not sclite or not sc_stats:
-        return None
+    nref = [np.asarray([len(t) for t in s.ref.values()], dtype=np.int64) for s in sets_a]
+    if not sclite:
+        return PairedErrors([utterance_errors(s)[0] for s in sets_a],
+                            [utterance_errors(s)[0] for s in sets_b], nref, None, "kaldialign")
     ref: Dict[str, List[str]] = {}
-    hyp_a: Dict[str, List[str]] = {}
-    hyp_b: Dict[str, List[str]] = {}
+    hyps: Tuple[Dict[str, List[str]], Dict[str, List[str]]] = ({}, {})
     for a, b in zip(sets_a, sets_b):
         ref.update(a.ref)
-        hyp_a.update(a.hyp)
-        hyp_b.update(b.hyp)
+        hyps[0].update(a.hyp)
+        hyps[1].update(b.hyp)
     with tempfile.TemporaryDirectory(prefix="mapsswe.") as tmp:
         work = Path(tmp)
-        (work / "ref.trn").write_text(_trn(ref), encoding="utf-8")
-        sgml = []
-        for sysname, hyp in (("sysA", hyp_a), ("sysB", hyp_b)):
-            (work / f"{sysname}.trn").write_text(_trn(hyp), encoding="utf-8")
-            proc = subprocess.run(
-                [sclite, "-r", "ref.trn", "trn", "-h", f"{sysname}.trn", "trn", sysname,
-                 "-i", "rm", "-e", "utf-8", "-s", "-o", "sgml", "stdout"],
-                cwd=work, capture_output=True, text=True, encoding="utf-8",
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(f"sclite -o sgml failed ({proc.returncode}): {proc.stderr.strip()[:300]}")
-            sgml.append(proc.stdout)
-        out = work / "stats"
-        out.mkdir()
-        proc = subprocess.run(
-            [sc_stats, "-p", "-t", "mapsswe", "-v", "-O", str(out), "-n", "cmp"],
-            input="".join(sgml), cwd=work, capture_output=True, text=True, encoding="utf-8",
-        )
-        report = "".join(p.read_text(encoding="utf-8", errors="replace") for p in out.glob("*mapsswe*"))
-        m = _MAPSSWE.search(report)
-        if proc.returncode != 0 or not m:
-            raise RuntimeError(f"sc_stats gave no MAPSSWE result ({proc.returncode}): "
-                               f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+        sgml = [sclite_sgml(sclite, work, name, ref, hyp) for name, hyp in zip(("sysA", "sysB"), hyps)]
+        per_utt = [sgml_errors(x) for x in sgml]
+        lost = [u for u in ref if u not in per_utt[0] or u not in per_utt[1]]
+        if lost:
+            raise RuntimeError(f"sclite's sgml lacks utterance(s) {_preview(lost)}")
+        z_p = mapsswe(sc_stats, work, sgml) if sc_stats else None
+    errs = [[np.asarray([e[u] for u in s.ref], dtype=np.int64) for s in sets_a] for e in per_utt]
+    return PairedErrors(errs[0], errs[1], nref, z_p, "sclite")
+
+
+def mapsswe(sc_stats: str, work: Path, sgml: Sequence[str]) -> Tuple[float, float]:
+    """(Z, two-tailed p) of ``sc_stats -t mapsswe`` on two systems' sgml reports."""
+    out = work / "stats"
+    out.mkdir(exist_ok=True)
+    proc = subprocess.run(
+        [sc_stats, "-p", "-t", "mapsswe", "-v", "-O", str(out), "-n", "cmp"],
+        input="".join(sgml), cwd=work, capture_output=True, text=True, encoding="utf-8",
+    )
+    report = "".join(p.read_text(encoding="utf-8", errors="replace") for p in out.glob("*mapsswe*"))
+    m = _MAPSSWE.search(report)
+    if proc.returncode != 0 or not m:
+        raise RuntimeError(f"sc_stats gave no MAPSSWE result ({proc.returncode}): "
+                           f"{(proc.stderr or proc.stdout).strip()[-300:]}")
     z = float(m.group(1))
     if not math.isfinite(z):
         return z, 1.0
@@ -234,8 +280,8 @@ def paired_bootstrap(
     rel = rel[np.isfinite(rel)]
     observed = 100.0 * (base_a - base_b) / base_b
     low, high = np.percentile(rel, [2.5, 97.5])
-    # Shift the bootstrap distribution to the null (mean 0 difference) and count draws
-    # at least as extreme as the observed difference.
-    extreme = np.abs(rel - rel.mean()) >= abs(observed) - 1e-12
+    # Shift the bootstrap distribution to the null (d* - d_observed) and count the draws
+    # at least as far from it as the observed difference is from 0.
+    extreme = np.abs(rel - observed) >= abs(observed) - 1e-9
     p = (1 + int(extreme.sum())) / (1 + rel.size)
     return BootstrapResult(observed, float(low), float(high), min(1.0, p), int(rel.size))
