@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from espnet_pathways.bin import make_plots, make_results
-from espnet_pathways.reporting import mask_overlap, plots
+from espnet_pathways.reporting import mask_overlap
 from espnet_pathways.masks import PathwayMasks
 
 LANGS = ["en", "fr", "it", "nl"]
@@ -43,18 +43,18 @@ def write_score(exp: Path, sys: str, lang: str, wer: float) -> None:
 
 
 def test_layer_groups():
-    groups = plots.group_params(list(SHAPES))
+    groups = mask_overlap.group_params(list(SHAPES))
     assert list(groups) == ["encoder.embed", "encoder.block0", "encoder.block1", "decoder",
                             "joint_network", "ctc_lin"]
-    assert plots.layer_group("encoder.encoders.blocks.12.feed_forward.w_1.weight") == "encoder.block12"
-    order = plots.group_params([f"encoder.encoders.blocks.{i}.w" for i in (10, 2, 1)])
+    assert mask_overlap.layer_group("encoder.encoders.blocks.12.feed_forward.w_1.weight") == "encoder.block12"
+    order = mask_overlap.group_params([f"encoder.encoders.blocks.{i}.w" for i in (10, 2, 1)])
     assert list(order) == ["encoder.block1", "encoder.block2", "encoder.block10"]
 
 
 def test_group_stats_match_masks(tmp_path):
     pm = fake_masks(tmp_path / "m.pth")
-    groups = plots.group_params(pm.param_names)
-    sparsity, overlap = plots.group_stats(pm, groups)
+    groups = mask_overlap.group_params(pm.param_names)
+    sparsity, overlap = mask_overlap.group_stats(pm, groups)
     m = pm.for_language("fr")["decoder.rnn.0.weight_ih_l0"]
     assert sparsity["decoder"]["fr"] == pytest.approx(1 - m.float().mean().item())
     for g in groups:
@@ -62,7 +62,7 @@ def test_group_stats_match_masks(tmp_path):
         assert overlap[g]["fr"]["fr"] == pytest.approx(1.0)
         assert 0.0 <= overlap[g]["en"]["nl"] <= 1.0
     # one group holding everything = the whole-model overlap of PathwayMasks
-    _, whole = plots.group_stats(pm, {"all": pm.param_names})
+    _, whole = mask_overlap.group_stats(pm, {"all": pm.param_names})
     assert whole["all"]["fr"]["nl"] == pytest.approx(pm.overlap("fr", "nl"))
 
 

@@ -20,7 +20,13 @@ import logging
 import re
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from espnet_pathways.masks import PathwayMasks
+
+#: ``table[group][lang_a][lang_b]``
+GroupTable = Dict[str, Dict[str, Dict[str, float]]]
 
 logger = logging.getLogger(__name__)
 
@@ -64,19 +70,21 @@ def group_params(names: Sequence[str]) -> "OrderedDict[str, List[str]]":
     return OrderedDict((g, groups[g]) for g in sorted(groups, key=group_order))
 
 
-def group_stats(masks, groups: Mapping[str, Sequence[str]]):
+def group_stats(masks: "PathwayMasks", groups: Mapping[str, Sequence[str]]
+                ) -> Tuple[Dict[str, Dict[str, float]], GroupTable]:
     """Per group: ``sparsity[g][lang]`` and ``overlap[g][a][b] = |m_a & m_b| / |m_a|``."""
     sparsity, overlap, _ = group_overlap_iou(masks, groups)
     return sparsity, overlap
 
 
-def group_overlap_iou(masks, groups: Mapping[str, Sequence[str]]):
+def group_overlap_iou(masks: "PathwayMasks", groups: Mapping[str, Sequence[str]]
+                      ) -> Tuple[Dict[str, Dict[str, float]], GroupTable, GroupTable]:
     """Per group: ``sparsity[g][lang]``, ``overlap[g][a][b]`` and ``iou[g][a][b]``."""
     langs = masks.languages
     per_lang = {lang: masks.for_language(lang) for lang in langs}
     sparsity: Dict[str, Dict[str, float]] = {}
-    overlap: Dict[str, Dict[str, Dict[str, float]]] = {}
-    iou: Dict[str, Dict[str, Dict[str, float]]] = {}
+    overlap: GroupTable = {}
+    iou: GroupTable = {}
     for g, names in groups.items():
         kept = {lang: sum(int(per_lang[lang][n].count_nonzero()) for n in names) for lang in langs}
         total = sum(per_lang[langs[0]][n].numel() for n in names)
@@ -92,7 +100,7 @@ def group_overlap_iou(masks, groups: Mapping[str, Sequence[str]]):
     return sparsity, overlap, iou
 
 
-def mask_group_tables(path: Path):
+def mask_group_tables(path: Path) -> Tuple[List[str], Dict[str, Dict[str, float]], GroupTable, GroupTable]:
     """``(langs, sparsity, overlap, iou)`` per group of a mask file, "all weights" first."""
     from espnet_pathways.masks import PathwayMasks
 

@@ -1,4 +1,4 @@
-"""Figures for a pathways run: mask overlap, per-layer sparsity, WER per system/language.
+"""Figures for a pathways run: mask overlap/IoU, per-layer sparsity, mask drift, WER.
 
 The command line is ``espnet_pathways.bin.make_plots`` (its ``--help`` and docstring show
 the options).  Writes PNGs (matplotlib, Agg backend) and ``<out_dir>/index.md`` linking them:
@@ -28,16 +28,12 @@ import json
 import logging
 import math
 import shutil
-import sys
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from espnet_pathways.fileio import atomic_output, atomic_write_text, exclusive_lock
-from espnet_pathways.reporting.mask_overlap import (  # noqa: F401  (group_params, group_stats: API)
+from espnet_pathways.reporting.mask_overlap import (
     ALL_WEIGHTS,
-    group_params,
-    group_stats,
-    layer_group,
     load_mask_drift,
     mask_group_tables,
     pairs,

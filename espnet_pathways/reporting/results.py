@@ -510,8 +510,8 @@ def deploy_section(path: Path, precision: int) -> str:
     return "\n".join(out)
 
 
-def compute_section(systems: Sequence[SystemScores], langs: Sequence[str],
-                    reference: Optional[str], computes: Mapping[str, Any]) -> str:
+def compute_section(langs: Sequence[str], reference: Optional[str],
+                    computes: Mapping[str, Any]) -> str:
     """Training steps and utterances seen per system and language
     (:mod:`espnet_pathways.reporting.compute`)."""
     from espnet_pathways.reporting.compute import compute_rows
@@ -632,7 +632,7 @@ def build_markdown(args: argparse.Namespace) -> str:
     computes = load_compute([(n, Path(d)) for n, d in args.system])
     if getattr(args, "claims", True):
         out += ["", "## Paper claims", "", claims_section(args, systems, langs, computes)]
-    out += ["", "## Training compute", "", compute_section(systems, langs, args.reference_system, computes)]
+    out += ["", "## Training compute", "", compute_section(langs, args.reference_system, computes)]
     sp = sparsity_table(systems, langs, p)
     if sp is not None:
         out += ["", "## Sparsity and parameters", "", sp]
