@@ -13,7 +13,7 @@ import pytest
 
 from espnet_pathways.bin import make_results
 from espnet_pathways.reporting import claims as C
-from espnet_pathways.reporting import compute as K
+from espnet_pathways.reporting import compute_table as K
 from espnet_pathways.reporting import significance as G
 from espnet_pathways.reporting.scoring import score, write_score_dir
 

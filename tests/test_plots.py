@@ -129,7 +129,8 @@ def test_group_iou_matches_masks(tmp_path):
 DRIFT = {"start": {"en-fr": 1.0, "en-it": 1.0}, "end": {"en-fr": 0.6, "en-it": "bad"},
          "groups": {"decoder": {"start": {"en-fr": 1.0}, "end": {"en-fr": 0.8}},
                     "encoder.block1": {"start": {"en-fr": 1.0}, "end": {"en-fr": 0.5}},
-                    "junk": 3}}
+                    "junk": 3},
+         "changed_fraction": {"en": 0.25, "fr": 0.5}, "revived": {"en": 12, "fr": 3}}
 
 
 def test_mask_drift_read_defensively(tmp_path, caplog):
@@ -166,6 +167,8 @@ def test_results_and_plots_show_groups_and_drift(tmp_path):
     drift_md = text.split("## Mask drift (dynamic pathways)")[1].split("\n## ")[0]
     assert "| all weights | 1.000 -> 0.600 | 1.000 -> n/a |" in drift_md
     assert "| decoder | 1.000 -> 0.800 | n/a -> n/a |" in drift_md
+    assert "| changed (1 - IoU start/end) | 25.0 % | 50.0 % |" in drift_md
+    assert "| weights revived | 12 | 3 |" in drift_md
     assert "## Paper claims" not in text
     rc = make_plots.main(["--out_dir", str(tmp_path / "plots"), "--mask_drift", str(drift)])
     assert rc == 0 and (tmp_path / "plots" / "mask_drift.png").read_bytes()[:4] == b"\x89PNG"

@@ -35,7 +35,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from espnet_pathways.reporting.compute import Compute
+from espnet_pathways.reporting.compute_table import Compute
 from espnet_pathways.reporting.significance import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,

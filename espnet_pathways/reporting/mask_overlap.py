@@ -10,8 +10,10 @@ same numbers feed RESULTS.md and the plots, so both read them from here.
   (:func:`layer_group`), in model order;
 * mask drift: ``<expdir>/asr_pathways_dynamic/mask_drift.json`` of dynamic pathway
   training, ``{"start": {"en-fr": iou, ...}, "end": {...}}`` and optionally
-  ``{"groups": {group: {"start": {...}, "end": {...}}}}``; read defensively (entries that
-  are not numbers are left out with a warning).
+  ``{"groups": {group: {"start": {...}, "end": {...}}}}``, and per language
+  ``"changed_fraction"`` (1 - IoU of its start and end masks) and ``"revived"`` (times a
+  weight re-entered its mask); read defensively (entries that are not numbers are left
+  out with a warning).
 """
 from __future__ import annotations
 
@@ -157,3 +159,16 @@ def load_mask_drift(path: Path) -> Optional[Dict[str, Dict[str, Dict[str, float]
     elif groups is not None:
         logger.warning("mask drift %s: 'groups' is not an object; ignored", path)
     return out
+
+
+def load_drift_per_language(path: Path) -> Dict[str, Dict[str, float]]:
+    """``{"changed_fraction": {lang: x}, "revived": {lang: n}}`` of a mask_drift.json (the
+    keys it has, numbers only); empty when the file or the keys are absent."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # load_mask_drift reports an unreadable file
+    if not isinstance(data, dict):
+        return {}
+    out = {k: _pair_values(data.get(k), k) for k in ("changed_fraction", "revived")}
+    return {k: v for k, v in out.items() if v}

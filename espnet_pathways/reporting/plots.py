@@ -32,8 +32,13 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from espnet_pathways.fileio import atomic_output, atomic_write_text, exclusive_lock
-from espnet_pathways.reporting.mask_overlap import (
+# group_params / group_stats / layer_group live in mask_overlap now; kept importable from
+# here because other code (dynamic pathways' mask_drift) imports them from plots.
+from espnet_pathways.reporting.mask_overlap import (  # noqa: F401
     ALL_WEIGHTS,
+    group_params,
+    group_stats,
+    layer_group,
     load_mask_drift,
     mask_group_tables,
     pairs,

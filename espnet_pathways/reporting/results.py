@@ -513,8 +513,8 @@ def deploy_section(path: Path, precision: int) -> str:
 def compute_section(langs: Sequence[str], reference: Optional[str],
                     computes: Mapping[str, Any]) -> str:
     """Training steps and utterances seen per system and language
-    (:mod:`espnet_pathways.reporting.compute`)."""
-    from espnet_pathways.reporting.compute import compute_rows
+    (:mod:`espnet_pathways.reporting.compute_table`)."""
+    from espnet_pathways.reporting.compute_table import compute_rows
 
     header, rows = compute_rows(computes, langs, reference)
     note = ("Optimizer steps of every training run that made the system (its "
@@ -585,7 +585,7 @@ def mask_groups_section(masks: Sequence[Tuple[str, str]], precision: int) -> str
 
 def mask_drift_section(path: Path, precision: int) -> Optional[str]:
     """IoU of each language pair at the start and the end of dynamic pathway training."""
-    from espnet_pathways.reporting.mask_overlap import load_mask_drift
+    from espnet_pathways.reporting.mask_overlap import load_drift_per_language, load_mask_drift
 
     try:
         drift = load_mask_drift(path)
@@ -603,8 +603,20 @@ def mask_drift_section(path: Path, precision: int) -> Optional[str]:
             a, b = se.get("start", {}).get(p), se.get("end", {}).get(p)
             row.append(f"{fmt(a, precision + 2)} -> {fmt(b, precision + 2)}")
         rows.append(row)
-    return (f"Source: `{path}` (pairwise IoU of the language masks when dynamic pathway "
-            "training starts and when it ends)\n\n" + md_table(header, rows))
+    out = (f"Source: `{path}` (pairwise IoU of the language masks when dynamic pathway "
+           "training starts and when it ends)\n\n" + md_table(header, rows))
+    per_lang = load_drift_per_language(path)
+    if per_lang:
+        langs = sorted({lang for v in per_lang.values() for lang in v})
+        prow = []
+        if "changed_fraction" in per_lang:
+            prow.append(["changed (1 - IoU start/end)"]
+                        + [fmt_pct_fraction(per_lang["changed_fraction"].get(lang), precision) for lang in langs])
+        if "revived" in per_lang:
+            prow.append(["weights revived"]
+                        + [fmt_count(per_lang["revived"].get(lang)) for lang in langs])
+        out += "\n\nPer language:\n\n" + md_table([""] + langs, prow)
+    return out
 
 
 def build_markdown(args: argparse.Namespace) -> str:
@@ -627,7 +639,7 @@ def build_markdown(args: argparse.Namespace) -> str:
         "",
         details_table(systems, langs, p),
     ]
-    from espnet_pathways.reporting.compute import load_compute
+    from espnet_pathways.reporting.compute_table import load_compute
 
     computes = load_compute([(n, Path(d)) for n, d in args.system])
     if getattr(args, "claims", True):
