@@ -179,11 +179,14 @@ def test_results_claims_table_end_to_end(tmp_path: Path, caplog):
                                    "overlap": {"en": {"en": 1, "it": 0.95}, "it": {"en": 0.95, "it": 1}}}))
     out = tmp_path / "RESULTS.md"
     argv = ["--out", str(out), "--langs", ",".join(LANGS), "--reference_system", "dense",
-            "--overlap_json", str(overlap), "--bootstrap_resamples", "300", "--repo", str(tmp_path)]
+            "--extra_reference", "dense_ft", "--overlap_json", str(overlap), "--bootstrap_resamples", "300", "--repo", str(tmp_path)]
     for name in systems:
         argv += ["--system", f"{name}={exp / f'asr_{name}'}"]
     assert make_results.main(argv) == 0
     text = out.read_text()
+    table = text.split("## Results")[1].split("\n#")[0]
+    assert "| Rel. Avg WER vs dense | Rel. Avg WER vs dense_ft |" in table
+    assert "| (reference) | +0.0 % |" in table and "| +0.0 % | (reference) |" in table
     claims = text.split("## Paper claims")[1].split("\n## ")[0]
     rows = {ln.split(" | ")[0].lstrip("| "): ln for ln in claims.splitlines() if ln.startswith("| ")}
     assert "| reproduced |" in rows["pathways beat dense"]

@@ -49,6 +49,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--langs", default="en,fr,it,nl", help="comma-separated languages")
     p.add_argument("--reference_system", default=None,
                    help="system name for the relative average-WER column")
+    p.add_argument("--extra_reference", action="append", default=[], metavar="NAME",
+                   help="another system for a relative average-WER column (e.g. dense_ft); "
+                   "repeatable")
     p.add_argument("--data_summary", default=None, help="corpus summary TSV to embed")
     p.add_argument("--config", action="append", default=[], metavar="NAME=YAML",
                    type=lambda s: parse_name_value(s, "--config"),
@@ -85,8 +88,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         parser.error(f"duplicate --system names: {dup}")
-    if args.reference_system is not None and args.reference_system not in names:
-        parser.error(f"--reference_system {args.reference_system!r} is not one of {names}")
+    for ref in [args.reference_system, *args.extra_reference]:
+        if ref is not None and ref not in names:
+            parser.error(f"reference system {ref!r} is not one of {names}")
     try:
         atomic_write_text(Path(args.out), build_markdown(args))
     except (ValueError, OSError, RuntimeError) as e:

@@ -179,17 +179,19 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align_right_f
 # --------------------------------------------------------------------------
 def results_table(
     systems: Sequence[SystemScores], langs: Sequence[str], precision: int,
-    reference: Optional[str],
+    reference: Optional[str], extra_references: Sequence[str] = (),
 ) -> str:
+    """Per-language CER/WER, averages, and the relative average WER against each
+    reference (``reference`` first, then ``extra_references``, e.g. ``dense_ft``)."""
     header = ["System"]
     for lang in langs:
         header += [f"{lang} CER", f"{lang} WER"]
     header += ["Avg CER", "Avg WER"]
-    ref_avg: Optional[float] = None
-    if reference is not None:
-        header.append(f"Rel. Avg WER vs {reference}")
-        ref_sys = next(s for s in systems if s.name == reference)
-        ref_avg = ref_sys.average(langs, "WER")
+    refs = [r for r in [reference, *extra_references] if r is not None]
+    ref_avgs: Dict[str, Optional[float]] = {}
+    for r in refs:
+        header.append(f"Rel. Avg WER vs {r}")
+        ref_avgs[r] = next(s for s in systems if s.name == r).average(langs, "WER")
     rows = []
     for s in systems:
         row: List[str] = [s.name]
@@ -200,8 +202,9 @@ def results_table(
             if avg is None:
                 logger.warning("system %s: average %s is n/a (missing languages)", s.name, metric)
         row += [fmt(avg_cer, precision), fmt(avg_wer, precision)]
-        if reference is not None:
-            if s.name == reference:
+        for r in refs:
+            ref_avg = ref_avgs[r]
+            if s.name == r:
                 row.append("(reference)")
             elif avg_wer is None or ref_avg is None or ref_avg == 0:
                 row.append(NA)
@@ -633,7 +636,8 @@ def build_markdown(args: argparse.Namespace) -> str:
         "",
         "## Results",
         "",
-        results_table(systems, langs, p, args.reference_system),
+        results_table(systems, langs, p, args.reference_system,
+                      getattr(args, "extra_reference", None) or ()),
         "",
         "### Details",
         "",

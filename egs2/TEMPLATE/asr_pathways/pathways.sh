@@ -413,6 +413,7 @@ stage_results() {
   local drift=${expdir}/asr_pathways_dynamic/mask_drift.json
   [ -f "$drift" ] && args+=(--mask_drift "$drift")
   [ -f "${expdir}/deploy/deploy.tsv" ] && args+=(--deploy_table "${expdir}/deploy/deploy.tsv")
+  wanted dense_ft && args+=(--extra_reference dense_ft)  # the compute-matched dense baseline
   ${python} -m espnet_pathways.bin.make_results --out "$results" "${args[@]}" \
     --decode_dir "$decode_tag" --langs "$(echo ${languages} | tr ' ' ',')" \
     --reference_system "$dense_tag" --stage_times "$times"
