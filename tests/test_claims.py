@@ -206,11 +206,12 @@ def test_results_claims_table_end_to_end(tmp_path: Path, caplog):
 def test_results_without_any_new_inputs_does_not_crash(tmp_path: Path):
     exp = tmp_path / "exp"
     write_system(exp, "dense", 0.3)
-    (exp / "asr_other").mkdir()  # no scores at all: n/a cells, "not run"-free claims
+    (exp / "asr_other").mkdir()  # no scores at all: n/a cells
     out = tmp_path / "R.md"
     assert make_results.main(["--out", str(out), "--langs", ",".join(LANGS),
                               "--system", f"dense={exp / 'asr_dense'}",
                               "--system", f"other={exp / 'asr_other'}",
+                              "--system", f"lap={exp / 'asr_lap'}",  # listed, never trained
                               "--reference_system", "dense",
                               "--mask_drift", str(tmp_path / "absent.json"),
                               "--repo", str(tmp_path)]) == 0

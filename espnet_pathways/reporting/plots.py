@@ -154,7 +154,7 @@ def plot_drift(drift: Mapping[str, Mapping[str, Mapping[str, float]]], out: Path
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
     for ax, (g, se) in zip(axes.flat, drift.items()):
-        prs = sorted(set(se.get("start", {})) | set(se.get("end", {})))
+        prs = list(dict.fromkeys([*se.get("start", {}), *se.get("end", {})]))  # file order
         x = range(len(prs))
         for k, (when, colour) in enumerate((("start", "tab:gray"), ("end", "tab:blue"))):
             ys = [se.get(when, {}).get(p_, math.nan) for p_ in prs]

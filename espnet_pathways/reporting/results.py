@@ -536,7 +536,7 @@ def claims_section(args: argparse.Namespace, systems: Sequence[SystemScores],
     low = [x for x in getattr(args, "low_resource_langs", "it,nl").split(",") if x in langs]
     dense = args.reference_system or "dense"
     wer = {s.name: {lang: s.rate(lang, "WER") for lang in langs} for s in systems}
-    exp_dirs = {s.name: s.exp_dir for s in systems}
+    exp_dirs = {s.name: s.exp_dir for s in systems if s.exp_dir.is_dir()}  # others: "not run"
     results = C.evaluate_all(C.paper_claims(dense, low), exp_dirs, wer, langs, args.decode_dir,
                              computes, resamples=getattr(args, "bootstrap_resamples", 2000),
                              seed=getattr(args, "bootstrap_seed", 0))
@@ -597,7 +597,7 @@ def mask_drift_section(path: Path, precision: int) -> Optional[str]:
     if not drift:
         logger.warning("no mask drift in %s", path)
         return None
-    prs = sorted({p for se in drift.values() for when in se.values() for p in when})
+    prs = list(dict.fromkeys(p for se in drift.values() for when in se.values() for p in when))
     header = ["Layer group"] + [f"{p} start -> end" for p in prs]
     rows = []
     for g, se in drift.items():
@@ -610,7 +610,7 @@ def mask_drift_section(path: Path, precision: int) -> Optional[str]:
            "training starts and when it ends)\n\n" + md_table(header, rows))
     per_lang = load_drift_per_language(path)
     if per_lang:
-        langs = sorted({lang for v in per_lang.values() for lang in v})
+        langs = list(dict.fromkeys(lang for v in per_lang.values() for lang in v))
         prow = []
         if "changed_fraction" in per_lang:
             prow.append(["changed (1 - IoU start/end)"]
