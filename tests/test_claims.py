@@ -146,6 +146,18 @@ def test_verdict_better(rel, p, ci, target, expected):
     assert C.verdict_better(rel, p, boot, target) == expected
 
 
+def test_no_paired_test_is_inconclusive(tmp_path: Path):
+    exp = tmp_path / "exp"
+    for name in ("dense", "pathways_imp"):  # score.json only: no trn files to pair
+        for lang in LANGS:
+            d = exp / f"asr_{name}" / "decode_streaming" / f"test_{lang}" / "score_wer"
+            d.mkdir(parents=True)
+    r = C.evaluate(C.paper_claims("dense", [])[0], {n: exp / f"asr_{n}" for n in ("dense", "pathways_imp")},
+                   {"dense": {"en": 30.0, "it": 30.0}, "pathways_imp": {"en": 29.0, "it": 29.0}},
+                   LANGS, "decode_streaming", {})
+    assert r.verdict == C.INCONCLUSIVE and "no ref.trn" in r.note and r.rel_diff == pytest.approx(-100 / 30)
+
+
 def test_verdict_as_good_less_compute():
     assert C.verdict_as_good(-1.0, 0.5, 100, 200)[0] == C.REPRODUCED
     assert C.verdict_as_good(+1.0, 0.5, 100, 200)[0] == C.INCONCLUSIVE

@@ -12,6 +12,7 @@ recomputed with them on every run.  The rule (also in docs/results.md):
   - **not reproduced** if B is significantly better, or if the paper's number is out of
     reach: the whole 95 % bootstrap interval is above it (A's gain is significantly
     smaller than the paper's);
+  - without a paired test (no ``ref.trn``/``hyp.trn``): inconclusive;
   - **reproduced** if A is significantly better and the paper's number is not out of
     reach (claims without a number: A significantly better);
   - **inconclusive** otherwise;
@@ -136,10 +137,8 @@ def verdict_better(rel: float, p: Optional[float], boot: Optional[BootstrapResul
     sig = p is not None and p < ALPHA
     if rel > 0 and sig:
         return NOT_REPRODUCED
-    if target is not None:
-        best_case = boot.ci_low if boot is not None else rel
-        if best_case > target:
-            return NOT_REPRODUCED
+    if target is not None and boot is not None and boot.ci_low > target:
+        return NOT_REPRODUCED
     if rel < 0 and sig:
         return REPRODUCED
     return INCONCLUSIVE
@@ -212,6 +211,8 @@ def evaluate(
         res.verdict, note = verdict_as_good(res.rel_diff, res.p, ca.steps if ca else None,
                                             cb.steps if cb else None)
         res.note = "; ".join(x for x in (res.note, note) if x)
+    elif res.p is None:
+        res.verdict = INCONCLUSIVE  # no paired test: the numbers alone decide nothing
     else:
         res.verdict = verdict_better(res.rel_diff, res.p, res.boot, claim.target)
     return res

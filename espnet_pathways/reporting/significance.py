@@ -250,6 +250,10 @@ class BootstrapResult:
     resamples: int
 
 
+#: Resamples drawn at once: bounds memory to CHUNK x utterances of one language.
+CHUNK = 250
+
+
 def _avg_wer(errs: Sequence[np.ndarray], nref: Sequence[np.ndarray]) -> np.ndarray:
     """Unweighted mean over languages of corpus WER; arrays (..., n_l) -> (...)."""
     rates = [e.sum(axis=-1) / np.maximum(n.sum(axis=-1), 1) for e, n in zip(errs, nref)]
@@ -269,13 +273,16 @@ def paired_bootstrap(
     if base_b == 0:
         return None
     rng = np.random.default_rng(seed)
-    sa, sb, sn = [], [], []
-    for ea, eb, n in zip(errs_a, errs_b, nref):
-        idx = rng.integers(0, len(n), size=(resamples, len(n)))
-        sa.append(ea[idx])
-        sb.append(eb[idx])
-        sn.append(n[idx])
-    wa, wb = _avg_wer(sa, sn), _avg_wer(sb, sn)
+    wa, wb = np.empty(resamples), np.empty(resamples)
+    for start in range(0, resamples, CHUNK):
+        k = min(CHUNK, resamples - start)
+        ra, rb = np.zeros(k), np.zeros(k)
+        for ea, eb, n in zip(errs_a, errs_b, nref):
+            idx = rng.integers(0, len(n), size=(k, len(n)))  # the same draw for A and B
+            words = np.maximum(n[idx].sum(axis=1), 1)
+            ra += ea[idx].sum(axis=1) / words
+            rb += eb[idx].sum(axis=1) / words
+        wa[start:start + k], wb[start:start + k] = ra / len(nref), rb / len(nref)
     rel = 100.0 * (wa - wb) / np.where(wb > 0, wb, np.nan)
     rel = rel[np.isfinite(rel)]
     observed = 100.0 * (base_a - base_b) / base_b
