@@ -13,10 +13,10 @@ Two tests, both on the word-level score directories of the scoring stage
   pooled utterances.
 * **Paired bootstrap** over utterances (numpy, fixed seed) of the per-utterance word
   errors (sclite's, from the same sgml alignments; kaldialign's without sclite):
-  utterances are resampled with
-  replacement *within each language* (the test set's language mix is fixed by design),
-  the same draw for both systems; the statistic is the relative difference of the
-  unweighted average over languages of the corpus WERs (the paper's metric).  It gives
+  utterances are resampled with replacement *within each language* (the test set's
+  language mix is fixed by design), the same draw for both systems; the statistic is the
+  relative difference of the unweighted average over languages of the corpus WERs (the
+  paper's metric).  It gives
   the 95 % percentile interval of that relative difference and a two-sided p-value from
   the bootstrap distribution shifted to the null (Efron & Tibshirani 1993, sec. 16.4).
   It is also the p-value of record when sctk is not installed.
@@ -203,6 +203,9 @@ def paired_errors(
     ref: Dict[str, List[str]] = {}
     hyps: Tuple[Dict[str, List[str]], Dict[str, List[str]]] = ({}, {})
     for a, b in zip(sets_a, sets_b):
+        clash = [u for u in a.ref if u in ref]
+        if clash:
+            raise PairingError(f"utterance id(s) {_preview(clash)} occur in two languages' test sets")
         ref.update(a.ref)
         hyps[0].update(a.hyp)
         hyps[1].update(b.hyp)
