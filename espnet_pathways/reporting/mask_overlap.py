@@ -106,7 +106,11 @@ def mask_group_tables(path: Path) -> Tuple[List[str], Dict[str, Dict[str, float]
     """``(langs, sparsity, overlap, iou)`` per group of a mask file, "all weights" first."""
     from espnet_pathways.masks import PathwayMasks
 
-    masks = PathwayMasks.load(path)
+    try:
+        masks = PathwayMasks.load(path)
+    except (ValueError, OSError, RuntimeError) as e:  # torch's messages run over many lines
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a readable mask file ({first[:200]})") from None
     groups: "OrderedDict[str, List[str]]" = OrderedDict([(ALL_WEIGHTS, list(masks.param_names))])
     groups.update(group_params(masks.param_names))
     sparsity, overlap, iou = group_overlap_iou(masks, groups)

@@ -569,8 +569,8 @@ def mask_groups_section(masks: Sequence[Tuple[str, str]], precision: int) -> str
             continue
         try:
             langs, sparsity, overlap, iou = mask_group_tables(path)
-        except Exception as e:  # noqa: BLE001  (torch.load raises many types)
-            raise ResultsInputError(f"masks {name}: {path}: cannot read ({e})") from None
+        except ValueError as e:
+            raise ResultsInputError(f"masks {name}: {e}") from None
         prs = pairs(langs)
         header = ["Layer group", "mean sparsity"] + [f"IoU {a}-{b}" for a, b in prs] + [
             "mean IoU", "mean overlap"]
