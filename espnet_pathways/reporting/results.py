@@ -350,7 +350,8 @@ def configs_section(configs: Sequence[Tuple[str, str]]) -> str:
             with open(path, encoding="utf-8") as f:
                 cfg = yaml.safe_load(f) or {}
         except yaml.YAMLError as e:
-            raise ResultsInputError(f"config {name}: {path}: not valid YAML ({e})") from None
+            detail = " ".join(str(e).split())  # yaml's message spans lines
+            raise ResultsInputError(f"config {name}: {path}: not valid YAML ({detail})") from None
         lines = [f"### {name}", "", f"`{path}` (sha256 `{digest}`)", ""]
         hp = config_hyperparameters(cfg) if isinstance(cfg, dict) else []
         lines += [f"- `{k}`: {json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v}" for k, v in hp]
