@@ -410,6 +410,8 @@ stage_results() {
   for m in lsp_imp lsp_lth; do  # overlap/IoU per layer group
     [ -f "${expdir}/masks/${m}.pth" ] && args+=(--masks "${m}=${expdir}/masks/${m}.pth")
   done
+  [ -f "${expdir}/asr_pathways_dynamic/masks.pth" ] &&  # the masks dynamic training ended with
+    args+=(--masks "pathways_dynamic=${expdir}/asr_pathways_dynamic/masks.pth")
   local drift=${expdir}/asr_pathways_dynamic/mask_drift.json
   [ -f "$drift" ] && args+=(--mask_drift "$drift")
   [ -f "${expdir}/deploy/deploy.tsv" ] && args+=(--deploy_table "${expdir}/deploy/deploy.tsv")
