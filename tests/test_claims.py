@@ -184,7 +184,9 @@ def test_results_claims_table_end_to_end(tmp_path: Path, caplog):
     for name, rate in systems.items():
         write_system(exp, name, rate, seed="dense" if name == "dense_ft" else "")
     write_compute(exp, "asr_dense", 3000, {"en": 2000, "it": 1000})
+    write_compute(exp, "asr_pathways_imp", 240, {"en": 200, "it": 40})
     write_sources(exp, "dense", ["asr_dense"])
+    write_sources(exp, "pathways_imp", ["asr_dense", "asr_pathways_imp"])
     overlap = tmp_path / "overlap.json"
     overlap.write_text(json.dumps({"languages": LANGS, "sparsity": {"en": 0.7, "it": 0.7},
                                    "iou": {"en": {"en": 1, "it": 0.9}, "it": {"en": 0.9, "it": 1}},
@@ -201,7 +203,7 @@ def test_results_claims_table_end_to_end(tmp_path: Path, caplog):
     assert "| (reference) | +0.0 % |" in table and "| +0.0 % | (reference) |" in table
     claims = text.split("## Paper claims")[1].split("\n## ")[0]
     rows = {ln.split(" | ")[0].lstrip("| "): ln for ln in claims.splitlines() if ln.startswith("| ")}
-    assert "| reproduced |" in rows["pathways beat dense"]
+    assert "| reproduced | steps 3240 vs 3000 |" in rows["pathways beat dense"]
     # dense_ft has dense's very hypotheses: the same row as against dense
     dft = rows["pathways beat dense given the same extra steps (dense_ft)"]
     assert "pathways_imp vs dense_ft" in dft

@@ -206,15 +206,18 @@ def evaluate(
     if res.rel_diff is None:
         res.note = res.note or "baseline WER is 0"
         return res
+    ca, cb = computes.get(system), computes.get(claim.baseline)
+    steps_a, steps_b = (ca.steps if ca else None), (cb.steps if cb else None)
     if claim.kind == "as_good_less_compute":
-        ca, cb = computes.get(system), computes.get(claim.baseline)
-        res.verdict, note = verdict_as_good(res.rel_diff, res.p, ca.steps if ca else None,
-                                            cb.steps if cb else None)
-        res.note = "; ".join(x for x in (res.note, note) if x)
-    elif res.p is None:
-        res.verdict = INCONCLUSIVE  # no paired test: the numbers alone decide nothing
+        res.verdict, note = verdict_as_good(res.rel_diff, res.p, steps_a, steps_b)
     else:
-        res.verdict = verdict_better(res.rel_diff, res.p, res.boot, claim.target)
+        # the compute behind the comparison, so "better" can be read against "more steps"
+        note = f"steps {steps_a} vs {steps_b}" if steps_a is not None and steps_b is not None else ""
+        if res.p is None:
+            res.verdict = INCONCLUSIVE  # no paired test: the numbers alone decide nothing
+        else:
+            res.verdict = verdict_better(res.rel_diff, res.p, res.boot, claim.target)
+    res.note = "; ".join(x for x in (res.note, note) if x)
     return res
 
 
