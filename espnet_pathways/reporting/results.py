@@ -35,6 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from espnet_pathways.reporting import claims
+from espnet_pathways.reporting.compute_table import compute_rows, load_compute
+from espnet_pathways.reporting.mask_overlap import (
+    load_drift_per_language,
+    load_mask_drift,
+    mask_group_tables,
+    pairs,
+)
+from espnet_pathways.reporting.significance import find_sc_stats
 
 logger = logging.getLogger(__name__)
 
@@ -518,8 +527,6 @@ def compute_section(langs: Sequence[str], reference: Optional[str],
                     computes: Mapping[str, Any]) -> str:
     """Training steps and utterances seen per system and language
     (:mod:`espnet_pathways.reporting.compute_table`)."""
-    from espnet_pathways.reporting.compute_table import compute_rows
-
     header, rows = compute_rows(computes, langs, reference)
     note = ("Optimizer steps of every training run that made the system (its "
             "`compute_sources`), summed; utterances seen = utterances in those steps' "
@@ -531,36 +538,31 @@ def compute_section(langs: Sequence[str], reference: Optional[str],
 def claims_section(args: argparse.Namespace, systems: Sequence[SystemScores],
                    langs: Sequence[str], computes: Mapping[str, Any]) -> str:
     """The paper-claims table (:mod:`espnet_pathways.reporting.claims`)."""
-    from espnet_pathways.reporting import claims as C
-    from espnet_pathways.reporting.significance import find_sc_stats
-
     low = [x for x in getattr(args, "low_resource_langs", "it,nl").split(",") if x in langs]
     dense = args.reference_system or "dense"
     wer = {s.name: {lang: s.rate(lang, "WER") for lang in langs} for s in systems}
     exp_dirs = {s.name: s.exp_dir for s in systems if s.exp_dir.is_dir()}  # others: "not run"
-    results = C.evaluate_all(C.paper_claims(dense, low), exp_dirs, wer, langs, args.decode_dir,
+    results = claims.evaluate_all(claims.paper_claims(dense, low), exp_dirs, wer, langs, args.decode_dir,
                              computes, resamples=getattr(args, "bootstrap_resamples", 2000),
                              seed=getattr(args, "bootstrap_seed", 0))
     overlap = load_json(Path(args.overlap_json), "mask overlap: ") if args.overlap_json else None
-    header, rows = C.claims_rows(results, overlap)
-    chosen = C.resolve_pathways(wer, langs)
+    header, rows = claims.claims_rows(results, overlap)
+    chosen = claims.resolve_pathways(wer, langs)
     test = ("MAPSSWE: sctk's `sc_stats` matched-pair sentence-segment word error test on the "
             "pooled utterances of the claim's languages" if find_sc_stats() else
             "sctk's `sc_stats` not found: p of record is the bootstrap's")
     note = (f"Written by the pipeline from the score directories; rule in docs/results.md. "
-            f"\"pathways\" = the better of {' / '.join(C.PATHWAY_SYSTEMS)} by average WER"
+            f"\"pathways\" = the better of {' / '.join(claims.PATHWAY_SYSTEMS)} by average WER"
             f" ({chosen or 'none run'}; chosen on the test set). Rel. diff = (system - baseline)"
             f" / baseline of the unweighted average WER over the claim's languages. {test}; "
             f"bootstrap: {getattr(args, 'bootstrap_resamples', 2000)} paired resamples of the "
             f"utterances within each language, seed {getattr(args, 'bootstrap_seed', 0)}. "
-            f"Significant: p < {C.ALPHA}.")
+            f"Significant: p < {claims.ALPHA}.")
     return note + "\n\n" + md_table(header, rows, align_right_from=99)
 
 
 def mask_groups_section(masks: Sequence[Tuple[str, str]], precision: int) -> str:
     """Pairwise IoU (and mean overlap) of each mask set per layer group."""
-    from espnet_pathways.reporting.mask_overlap import mask_group_tables, pairs
-
     parts = []
     for name, p in masks:
         path = Path(p)
@@ -589,8 +591,6 @@ def mask_groups_section(masks: Sequence[Tuple[str, str]], precision: int) -> str
 
 def mask_drift_section(path: Path, precision: int) -> Optional[str]:
     """IoU of each language pair at the start and the end of dynamic pathway training."""
-    from espnet_pathways.reporting.mask_overlap import load_drift_per_language, load_mask_drift
-
     try:
         drift = load_mask_drift(path)
     except ValueError as e:
@@ -644,8 +644,6 @@ def build_markdown(args: argparse.Namespace) -> str:
         "",
         details_table(systems, langs, p),
     ]
-    from espnet_pathways.reporting.compute_table import load_compute
-
     computes = load_compute([(n, Path(d)) for n, d in args.system])
     if getattr(args, "claims", True):
         out += ["", "## Paper claims", "", claims_section(args, systems, langs, computes)]
