@@ -10,7 +10,15 @@ Inputs per system ``NAME=EXP_DIR``:
   cell and a warning, so partially finished runs still produce a table; a file that is
   there but unreadable is an error naming the system, the language and the file.
 * optional ``EXP_DIR/system_info.json``: ``{"params_total": int, "params_kept": int,
-  "sparsity": {lang: fraction}, "union_sparsity": fraction}`` (fractions in [0, 1]).
+  "sparsity": {lang: fraction}, "union_sparsity": fraction}`` (fractions in [0, 1]);
+* optional ``EXP_DIR/compute_sources`` and the runs' ``compute.json``: the training-compute
+  table (:mod:`~espnet_pathways.reporting.compute_table`);
+* ``.../score_wer/{ref,hyp}.trn``: the paired tests of the paper-claims table
+  (:mod:`~espnet_pathways.reporting.claims`, :mod:`~espnet_pathways.reporting.significance`).
+
+Other inputs: mask files (``--masks``: overlap/IoU per layer group), the dynamic pathways'
+``mask_drift.json`` (``--mask_drift``), ``overlap.json``, the deployment TSV, configs, the
+stage times.  docs/results.md says how to read the tables.
 
 Why generated: every number in RESULTS.md must be traceable to a score file,
 and re-running after more runs finish must simply rewrite the file (the write
