@@ -420,22 +420,34 @@ stage_results() {
   for c in ${result_configs:-$configs}; do args+=(--config "$c"); done
   [ -f data/local/corpus_summary.tsv ] && args+=(--data_summary data/local/corpus_summary.tsv)
   [ -f "${expdir}/masks/overlap.json" ] && args+=(--overlap_json "${expdir}/masks/overlap.json")
+  for m in lsp_imp lsp_lth; do  # overlap/IoU per layer group
+    [ -f "${expdir}/masks/${m}.pth" ] && args+=(--masks "${m}=${expdir}/masks/${m}.pth")
+  done
+  [ -f "${expdir}/asr_pathways_dynamic/masks.pth" ] &&  # the masks dynamic training ended with
+    args+=(--masks "pathways_dynamic=${expdir}/asr_pathways_dynamic/masks.pth")
+  local drift=${expdir}/asr_pathways_dynamic/mask_drift.json
+  [ -f "$drift" ] && args+=(--mask_drift "$drift")
   [ -f "${expdir}/deploy/deploy.tsv" ] && args+=(--deploy_table "${expdir}/deploy/deploy.tsv")
+  wanted dense_ft && args+=(--extra_reference dense_ft)  # the compute-matched dense baseline
   ${python} -m espnet_pathways.bin.make_results --out "$results" "${args[@]}" \
     --decode_dir "$decode_tag" --langs "$(echo ${languages} | tr ' ' ',')" \
     --reference_system "$dense_tag" --stage_times "$times"
   log "Wrote ${results}"
   sed -n '/^## Results/,/^## /p' "$results" | head -n 30
+  sed -n '/^## Paper claims/,/^## /p' "$results" | grep '^|' || true
 }
 
-# Figures: mask overlap per layer group and per-layer sparsity of the LSP mask sets, WER
-# per system and language, ESPnet's training curves -> ${expdir}/plots/index.md.
+# Figures: mask overlap and IoU per layer group and per-layer sparsity of the LSP mask
+# sets, the dynamic pathway masks' drift, WER per system and language, ESPnet's training
+# curves -> ${expdir}/plots/index.md.
 stage_plots() {
   local args=(--out_dir "${expdir}/plots" --results_dir "$expdir" --systems "$systems"
               --decode_dir "$decode_tag" --langs "$(echo ${languages} | tr ' ' ',')")
   for m in "${expdir}/masks/lsp_imp.pth" "${expdir}/masks/lsp_lth.pth"; do
     [ -f "$m" ] && args+=(--masks "$m")
   done
+  local drift=${expdir}/asr_pathways_dynamic/mask_drift.json
+  [ -f "$drift" ] && args+=(--mask_drift "$drift")
   ${python} -m espnet_pathways.bin.make_plots "${args[@]}"
   log "Plots: ${expdir}/plots/index.md"
 }
