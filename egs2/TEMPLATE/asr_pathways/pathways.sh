@@ -30,6 +30,8 @@ Options (defaults in brackets; see docs/recipe.md):
   --target_sparsity S         per-language sparsity of every pruned system [0.7]
   --lsp_prune_every_candidates \"T ...\"  LSP-IMP pruning intervals tried per language, the
                               one with the lowest dev loss kept [\"\": the config's]
+  --match_compute true|false  pathway stage, dense_ft and pathways_random take the LSP
+                              stage's total steps (false: --pathways_config's) [true]
   --deploy_max_utts N         stage 16 (fp32 vs int8 table): test utterances per language [40]
 "
 
@@ -69,9 +71,9 @@ pathways_config=conf/train_pathways.yaml # joint pathway training from the dense
 dynamic_config=conf/train_pathways_dynamic.yaml  # dynamic pathways (skipped if absent)
 target_sparsity=0.7
 lsp_prune_every_candidates=""            # e.g. "20 30 50": LSP-IMP interval chosen on dev
+match_compute=true                       # pathway stage steps = the LSP stage's total steps
 random_pruning_fraction=0.3              # pathways_random: rounds of gradual random pruning
 lth_rewind_step=0                        # LTH: rewind survivors to the dense weights
-random_seed=0
 pruned_inference_model=latest.pth        # pruning runs: the model at the final masks
 # Decoding
 decode_config=conf/decode.yaml
@@ -276,7 +278,19 @@ matched_steps() {
   echo $((n * iters * epochs))
 }
 
+# pathway_steps: the steps of a run of --pathways_config (matched, or its config's).
+pathway_steps() {
+  if "$match_compute"; then matched_steps; return; fi
+  local iters epochs
+  iters=$(config_value "$pathways_config" num_iters_per_epoch)
+  epochs=$(config_value "$pathways_config" max_epoch)
+  [ -n "$iters" ] && [ -n "$epochs" ] || {
+    echo "$0: ${pathways_config} needs num_iters_per_epoch and max_epoch" >&2; exit 1; }
+  echo $((iters * epochs))
+}
+
 matched_args() {  # --num_iters_per_epoch for a run of --pathways_config
+  "$match_compute" || return 0
   local total epochs
   total=$(matched_steps); epochs=$(config_value "$pathways_config" max_epoch)
   [ -n "$epochs" ] || { echo "$0: ${pathways_config} needs max_epoch" >&2; exit 1; }
@@ -373,7 +387,7 @@ stage_masks() {
 # masks), so it is a trained sparse network with the same steps and schedule.
 stage_pathways() {
   wanted pathways_imp pathways_lth pathways_random pathways_dynamic || { skip; return; }
-  local match total; match=$(matched_args); total=$(matched_steps)
+  local match total; match=$(matched_args); total=$(pathway_steps)
   for kind in imp lth; do
     wanted "pathways_${kind}" || continue
     train_system "pathways_${kind}" "$pathways_config" --init_param "$(dense_model)" \
