@@ -42,6 +42,8 @@ for l in ${mls_langs//,/ }; do
   languages+="${languages:+ }$c"
 done
 
+# --match_compute false: the paper's step counts (conf/train_pathways.yaml), not the sum of
+# the per-language pruning runs (4 x 350K steps); see docs/recipe.md.
 ./pathways.sh \
   --languages "$languages" \
   --train_set train --valid_set dev --test_sets test \
@@ -54,5 +56,6 @@ done
   --pathways_config conf/train_pathways.yaml \
   --decode_config conf/decode.yaml \
   --target_sparsity 0.7 \
+  --match_compute false \
   --nj 8 --ngpu 1 \
   "${args[@]}"
