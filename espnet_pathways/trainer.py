@@ -21,6 +21,10 @@ torch DDP.  What pathways need is attached around it through the optimizers' hoo
   output layer alike), clears the optimizer state and restarts the LR schedule.
   ``--pruning_languages`` says which pathways are pruned (one for language-specific
   pruning, all of them with ``--pruning_shared true`` for language-agnostic pruning).
+* **Dynamic pathways** (``--pruning dynamic``, :mod:`espnet_pathways.dynamic`): every
+  language's mask is re-derived every ``--pruning_every`` steps from that language's
+  statistics, inside a fixed pool, until the freeze; the hooks here only call into
+  :class:`~espnet_pathways.dynamic.DynamicPathways` (marked "dynamic pathways").
 * **State**: the masks, the step count and the LTH rewind point travel inside ESPnet's
   ``checkpoint.pth`` (an entry of the first optimizer's ``state_dict``, added by a
   ``state_dict`` hook and read back by a ``load_state_dict`` hook), so ``--resume`` after
@@ -44,6 +48,7 @@ from espnet2.train.trainer import Trainer, TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
 from espnet2.utils.types import str2bool
 
+from espnet_pathways.dynamic import DynamicPathways, add_dynamic_arguments
 from espnet_pathways.fileio import atomic_output
 from espnet_pathways.masks import (
     DEFAULT_EXCLUDE,
@@ -60,7 +65,7 @@ from espnet_pathways.pruning import (
     zero_optimizer_state_,
 )
 
-PRUNING_METHODS = ("none", "imp", "lth")
+PRUNING_METHODS = ("none", "imp", "lth", "dynamic")
 #: Key of the pathway state inside the first optimizer's state_dict (checkpoint.pth).
 CHECKPOINT_KEY = "espnet_pathways"
 
@@ -78,6 +83,12 @@ class PathwayTrainerOptions(TrainerOptions):
     pruning_exclude: List[str]
     lth_rewind_step: int
     mask_updates: bool
+    # dynamic pathways (espnet_pathways.dynamic); num_iters_per_epoch is AbsTask's option
+    dynamic_score: str
+    dynamic_ema_decay: float
+    dynamic_start_sparsity: float
+    dynamic_freeze_fraction: float
+    num_iters_per_epoch: Optional[int]
 
 
 def distributed() -> bool:
@@ -108,13 +119,16 @@ class PathwayController:
         self._frozen_cache: Dict[FrozenSet[str], Dict[str, torch.Tensor]] = {}
         self._cache_masks = None
         self._union: Optional[Dict[str, torch.Tensor]] = None
+        self.dynamic: Optional[DynamicPathways] = None
         # Where an LTH rewind restarts the LR schedule.
         self._initial_lrs = [[g["lr"] for g in o.param_groups] for o in self.optimizers]
         self._initial_schedulers = [copy.deepcopy(s.state_dict()) for s in self.schedulers]
 
         if options.pruning not in PRUNING_METHODS:
             raise ValueError(f"--pruning must be one of {PRUNING_METHODS}, got {options.pruning!r}")
-        if options.pruning != "none":
+        if options.pruning == "dynamic":  # dynamic pathways: start masks, pool, statistics
+            self.dynamic = DynamicPathways(model, self.names, options)
+        elif options.pruning != "none":
             self._start_pruning()
         if model.pathway_masks is not None:
             # Weights outside every pathway are never used: make them exactly zero.
@@ -125,7 +139,7 @@ class PathwayController:
                 masked = MaskedUpdate({n: self.params[n] for n in self._masked_names()}, opt)
                 self.handles.append(masked.register_hooks(self.frozen))
             self.handles.append(opt.register_step_post_hook(self._after_step))
-        if self.schedule is not None and self.optimizers:
+        if (self.schedule is not None or self.dynamic is not None) and self.optimizers:
             # The pruning state is written and read with ESPnet's checkpoint.
             first = self.optimizers[0]
             self.handles.append(first.register_state_dict_post_hook(self._add_state))
@@ -214,7 +228,10 @@ class PathwayController:
     def union(self) -> Dict[str, torch.Tensor]:
         self._check_cache()
         if self._union is None:
-            self._union = self.model.pathway_masks.union()
+            # dynamic pathways: weights of the pool outside every mask may come back; they
+            # are kept (frozen) like the union's, not zeroed
+            self._union = (self.model.pathway_masks.union() if self.dynamic is None
+                           else self.dynamic.pool)
         return self._union
 
     def frozen(self) -> Optional[Dict[str, torch.Tensor]]:
@@ -253,6 +270,9 @@ class PathwayController:
             logging.info("LTH: saved the rewind point at step %d", self.step)
         if self.schedule is not None and self.schedule.due(self.step):
             self.prune()
+        if self.dynamic is not None and self.dynamic.after_step(self.step):  # dynamic pathways
+            self._cache_masks = None  # the masks (and at the freeze, the pool) changed
+            self._zero_outside_union()
 
     # ----------------------------------------------------------------- pruning
     @torch.no_grad()
@@ -312,6 +332,7 @@ class PathwayController:
             "meta": masks.meta,
             "rewind_state": None if self.rewind_state is None
             else {n: w.cpu() for n, w in self.rewind_state.items()},
+            "dynamic": None if self.dynamic is None else self.dynamic.state(),
         }
 
     def load_state(self, state: dict, source: str = "checkpoint") -> None:
@@ -322,6 +343,9 @@ class PathwayController:
         device = next(iter(self.params.values())).device
         self.rewind_state = None if state["rewind_state"] is None else {
             n: w.to(device) for n, w in state["rewind_state"].items()}
+        if self.dynamic is not None and state.get("dynamic") is not None:  # dynamic pathways
+            self.dynamic.load_state(state["dynamic"])
+        self._cache_masks = None
         self._check_cache()
         logging.info("Resumed the pathway state at step %d from %s", self.step, source)
 
@@ -340,11 +364,16 @@ class PathwayController:
         for h in self.handles:
             h.remove()
         masks = self.model.pathway_masks
-        if masks is not None and self.schedule is not None and is_writer():
+        made = self.schedule is not None or self.dynamic is not None
+        if masks is not None and made and is_writer():
             out = self.output_dir / "masks.pth"
             with atomic_output(out) as tmp:
                 masks.save(tmp)
             logging.info("Wrote %s\n%s", out, masks.summary_table())
+        if self.dynamic is not None:  # dynamic pathways: stop observing, report the drift
+            self.dynamic.close()
+            if is_writer():
+                logging.info("Wrote %s", self.dynamic.write_drift(self.output_dir))
 
 
 class PathwayTrainer(Trainer):
@@ -360,7 +389,8 @@ class PathwayTrainer(Trainer):
         group = parser.add_argument_group("Pathway pruning related")
         group.add_argument("--pruning", type=str, default="none", choices=PRUNING_METHODS,
                            help="Iterative magnitude pruning during training (imp), with "
-                           "lottery-ticket rewinding (lth), or none")
+                           "lottery-ticket rewinding (lth), dynamic pathways (dynamic: "
+                           "espnet_pathways.dynamic), or none")
         group.add_argument("--pruning_languages", type=str, nargs="*", default=[],
                            help="Pathways to prune (default: all --languages)")
         group.add_argument("--pruning_shared", type=str2bool, default=False,
@@ -383,6 +413,7 @@ class PathwayTrainer(Trainer):
         group.add_argument("--mask_updates", type=str2bool, default=True,
                            help="Mask optimizer updates (momentum, weight decay) to the "
                            "pathways of the languages in each step")
+        add_dynamic_arguments(group)  # dynamic pathways
 
     @classmethod
     def run(cls, model, optimizers, schedulers, *args, trainer_options, **kwargs) -> None:
