@@ -27,6 +27,8 @@ Options (defaults in brackets; see docs/recipe.md):
                               (e.g. \"dense\": the dense model alone)
                               [dense dense_small lsp_imp lsp_lth lap pathways_imp pathways_lth pathways_random]
   --target_sparsity S         per-language sparsity of every pruned system [0.7]
+  --dynamic_init mid|lap      pathways_dynamic starts from the dense model's middle-sparsity
+                              magnitude mask, or from the LAP masks (stage 8) [mid]
   --deploy_max_utts N         stage 16 (fp32 vs int8 table): test utterances per language [40]
 "
 
@@ -62,6 +64,8 @@ dense_small_config=conf/train_dense_small.yaml
 prune_config=conf/prune_lsp.yaml         # language-specific pruning (one run per language)
 lap_config=conf/prune_lap.yaml           # language-agnostic pruning (pooled data)
 pathways_config=conf/train_pathways.yaml # joint pathway training from the dense weights
+pathways_dynamic_config=conf/train_pathways_dynamic.yaml  # dynamic pathways: overrides on top of pathways_config
+dynamic_init=mid                         # dynamic pathways start: mid (magnitude) | lap (stage 8 masks)
 target_sparsity=0.7
 lth_rewind_step=0                        # LTH: rewind survivors to the dense weights
 random_seed=0
@@ -260,7 +264,7 @@ stage_lsp() {
 
 # Language-agnostic pruning: IMP on the pooled data, one mask shared by all languages.
 stage_lap() {
-  wanted lap || { skip; return; }
+  wanted lap || { [ "$dynamic_init" = lap ] && wanted pathways_dynamic; } || { skip; return; }
   train_system lap "$lap_config" --init_param "$(dense_model)" --pruning imp \
     --pruning_shared true --pruning_target_sparsity "${target_sparsity}"
 }
@@ -282,7 +286,7 @@ stage_masks() {
 
 # Pathway training: dense weights, per-language masks, all languages jointly.
 stage_pathways() {
-  wanted pathways_imp pathways_lth pathways_random || { skip; return; }
+  wanted pathways_imp pathways_lth pathways_random pathways_dynamic || { skip; return; }
   for kind in imp lth random; do
     wanted "pathways_${kind}" || continue
     local masks=${expdir}/masks/lsp_${kind}.pth
@@ -290,6 +294,25 @@ stage_pathways() {
     train_system "pathways_${kind}" "$pathways_config" --init_param "$(dense_model)" \
       --pathway_masks "$masks"
   done
+  stage_pathways_dynamic
+}
+
+# Dynamic pathways (docs/dynamic_pathways.md): the fixed pathway config plus the dynamic
+# overrides, from the dense weights; no per-language pruning run.  The final masks are
+# exp/asr_pathways_dynamic/masks.pth (decoded with latest.pth, like a pruning run's).
+stage_pathways_dynamic() {
+  wanted pathways_dynamic || return 0
+  [ -f "$pathways_dynamic_config" ] || { log "pathways_dynamic: no ${pathways_dynamic_config}; skipped"; return 0; }
+  local overrides start=()
+  overrides=$(${python} -m espnet_pathways.bin.dynamic_overrides "$pathways_dynamic_config") || exit 1
+  case "$dynamic_init" in
+    mid) ;;
+    lap) start=(--pathway_masks "${expdir}/asr_lap/masks.pth") ;;
+    *) echo "$0: --dynamic_init must be mid or lap, got ${dynamic_init}" >&2; exit 1 ;;
+  esac
+  # shellcheck disable=SC2086
+  train_system pathways_dynamic "$pathways_config" --init_param "$(dense_model)" \
+    --pruning_target_sparsity "$target_sparsity" ${overrides} "${start[@]}"
 }
 
 # decode_system TAG: streaming decoding of the test sets, every utterance in its own
@@ -387,7 +410,7 @@ system_info() {
     lsp_*) local l=${languages%% *}; dir=${expdir}/asr_${s}_${l}
            ${python} -m espnet_pathways.bin.pathway_masks info --model_file "${dir}/${pruned_inference_model}" \
              --masks "${expdir}/masks/${s}.pth" --out "${expdir}/asr_${s}/system_info.json" ;;
-    lap) ${python} -m espnet_pathways.bin.pathway_masks info --model_file "${dir}/${pruned_inference_model}" \
+    lap|pathways_dynamic) ${python} -m espnet_pathways.bin.pathway_masks info --model_file "${dir}/${pruned_inference_model}" \
            --masks "${dir}/masks.pth" --out "${dir}/system_info.json" ;;
     pathways_*) local m=${expdir}/masks/lsp_${s#pathways_}.pth
            [ "$s" = pathways_random ] && m=${expdir}/masks/random.pth
@@ -433,13 +456,15 @@ stage_pack() {
   for s in ${pack_systems}; do
     wanted "$s" || { log "${s}: not in --systems; not packed"; continue; }
     local dir=${expdir}/asr_${s}
-    local masks=${expdir}/masks/lsp_${s#pathways_}.pth
+    local masks=${expdir}/masks/lsp_${s#pathways_}.pth model=${dir}/${inference_model}
     [ "$s" = pathways_random ] && masks=${expdir}/masks/random.pth
+    # dynamic pathways: the masks the run ended with, and the weights they were trained to
+    [ "$s" = pathways_dynamic ] && { masks=${dir}/masks.pth; model=${dir}/${pruned_inference_model}; }
     local margs=() compact=false
     if [ -f "$masks" ]; then margs=(--pathway_masks "$masks"); compact=$pack_compact; fi
     # written under a temporary name: a failed pack keeps an earlier ${s}.zip
     ${python} -m espnet_pathways.bin.asr_pathways_pack --asr_train_config "${dir}/config.yaml" \
-      --asr_model_file "${dir}/${inference_model}" "${margs[@]}" --compact "$compact" \
+      --asr_model_file "$model" "${margs[@]}" --compact "$compact" \
       --outpath "${dir}/${s}.zip"
     log "Packed ${dir}/${s}.zip ($(du -h "${dir}/${s}.zip" | cut -f1))"
   done
