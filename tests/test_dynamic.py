@@ -208,3 +208,32 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run_and_decodes(tmp_path)
             assert torch.all(params[n][~m] == 0)
             assert torch.equal(params[n][m], want[n].detach()[m])
         assert isinstance(s2t.text(s2t(speech, lang=lang)), str)
+
+
+def test_bad_override_files_and_options_are_one_clear_error(tmp_path):
+    from espnet_pathways.bin.dynamic_overrides import override_args
+
+    good = tmp_path / "ok.yaml"
+    good.write_text("pruning: dynamic\npruning_every: 5\ndynamic_score: grad\n")
+    assert override_args(good) == ["--pruning", "dynamic", "--pruning_every", "5",
+                                   "--dynamic_score", "grad"]
+    for text, match in [("pruning: imp\n", "needs 'pruning: dynamic'"),
+                        ("pruning: dynamic\nmax_epoch: 9\n", "'max_epoch' is not"),
+                        ("pruning: [dynamic\n", "not valid YAML")]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=match) as err:
+            override_args(bad)
+        assert "bad.yaml" in str(err.value)
+
+    model = tiny_model()
+    opt = torch.optim.Adam(model.parameters())
+    with pytest.raises(ValueError, match="--num_iters_per_epoch"):
+        PathwayController(model, [opt], options(tmp_path, num_iters_per_epoch=None))
+    with pytest.raises(ValueError, match="--pruning_shared must be false"):
+        PathwayController(model, [opt], options(tmp_path, pruning_shared=True))
+    masks = PathwayMasks.from_model_dense(model, ["en", "fr"])
+    masks.source = "lap/masks.pth"
+    model.set_pathway_masks(masks)
+    with pytest.raises(ValueError, match=r"lap/masks.pth.*\['it', 'nl'\]"):
+        PathwayController(model, [opt], options(tmp_path))
