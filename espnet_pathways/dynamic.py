@@ -308,6 +308,9 @@ class DynamicPathways:
         start_sparsity = max(PathwayMasks(start).sparsity(lang) for lang in languages)
         if o.pruning_target_sparsity < start_sparsity < o.pruning_target_sparsity + 1e-3:
             start_sparsity = o.pruning_target_sparsity  # rounding (e.g. per-tensor scope)
+        if not 0.0 < o.dynamic_freeze_fraction <= 1.0:
+            raise ValueError("--dynamic_freeze_fraction must be in (0, 1], got "
+                             f"{o.dynamic_freeze_fraction}")
         total = (o.max_epoch * o.num_iters_per_epoch) if o.num_iters_per_epoch else None
         if total is None:
             raise ValueError("--pruning dynamic needs --num_iters_per_epoch: the masks freeze "
@@ -356,7 +359,15 @@ class DynamicPathways:
         self.model.pathway_grad_observer = observe
 
     def close(self) -> None:
+        """Stop observing; a run that ends before the freeze (early stopping, a crash)
+        keeps masks that may not be at the target, which the log says."""
         self.model.pathway_grad_observer = None
+        if not self.frozen:
+            masks = self.model.pathway_masks
+            logging.warning(
+                "Dynamic pathways: the run ended before the freeze step %d; the masks are "
+                "as last re-derived (sparsity %s)", self.schedule.freeze_step,
+                ", ".join(f"{lang}={masks.sparsity(lang):.4f}" for lang in masks.languages))
 
     def after_step(self, step: int) -> bool:
         """Re-derive and/or freeze after optimizer step ``step``; True if masks changed."""
