@@ -240,11 +240,11 @@ def mask_drift(start: Mapping[str, Mapping[str, Tensor]], end: Mapping[str, Mapp
     * ``start`` / ``end``: IoU ``|m_a & m_b| / |m_a | m_b|`` of every language pair
       (``"en-fr"``, in language order) for the start and the final masks;
     * ``groups``: the same per layer group (the groups of the overlap plots,
-      :func:`espnet_pathways.reporting.plots.group_params`);
+      :func:`espnet_pathways.reporting.mask_overlap.group_params`);
     * ``changed_fraction``: per language, ``1 - IoU(start mask, final mask)``;
     * ``revived``: per language, how many times a weight re-entered its mask (cumulative).
     """
-    from espnet_pathways.reporting.plots import group_params
+    from espnet_pathways.reporting.mask_overlap import group_params
 
     names = list(next(iter(end.values())))
     groups = group_params(names)

@@ -25,6 +25,7 @@ __all__ = [
     "lth_rewind_",
     "magnitude_prune",
     "random_masks",
+    "random_scores",
     "sparsity_of",
     "zero_optimizer_state_",
 ]
@@ -133,6 +134,18 @@ def random_masks(
     if scope == "per_tensor":
         return {n: draw(math.prod(s)).view(s) for n, s in shapes.items()}
     return _split(draw(sum(math.prod(s) for s in shapes.values())), shapes)
+
+
+def random_scores(shapes: Mapping[str, torch.Size], seed: int = 0) -> MaskDict:
+    """Uniform random scores in [0, 1), one per weight, from a private CPU generator.
+
+    Gradual random pruning is :func:`magnitude_prune` of these scores instead of the
+    weights: drawn once and kept, every round removes the lowest-scored survivors, so the
+    masks are nested and the final one is a uniformly random mask at the target sparsity
+    (what :func:`random_masks` draws in one go), reached while the network trains.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    return {n: torch.rand(torch.Size(s), generator=gen) for n, s in shapes.items()}
 
 
 @dataclass(frozen=True)

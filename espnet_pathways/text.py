@@ -5,7 +5,9 @@
 1. Unicode NFC, so that "é" is always one code point whatever the source used.
 2. Lowercase (``str.lower``), because case is not audible.
 3. Typographic apostrophes (’ ‘ ʼ ´ `) become ``'``.
-4. Accents are KEPT: they are part of French/Italian/Dutch spelling.
+4. Accents are KEPT: they are part of French/Italian/Dutch spelling, and Czech letters
+   (á č ď é ě í ň ó ř š ť ú ů ý ž) are letters like any other: the rules below treat
+   every Unicode letter (category L*/M*) as a word character, in every language.
 5. Apostrophes survive only inside a word (``l'avion``, ``dell'aereo``,
    ``don't``); leading/trailing ones are dropped.  Exception for Dutch: the
    clitics ``'t 's 'n 'k`` keep their leading apostrophe (``'s avonds``),
@@ -27,7 +29,7 @@ import re
 import unicodedata
 from typing import Optional
 
-SUPPORTED_LANGS = ("en", "fr", "it", "nl")
+SUPPORTED_LANGS = ("en", "fr", "it", "nl", "cs")
 
 _APOSTROPHES = str.maketrans({c: "'" for c in "\u2019\u2018\u02bc\u00b4`"})
 # Symbols a TTS engine reads aloud ("slash", "at", "percent") -> skip the line.

@@ -21,11 +21,20 @@ torch DDP.  What pathways need is attached around it through the optimizers' hoo
   output layer alike), clears the optimizer state and restarts the LR schedule.
   ``--pruning_languages`` says which pathways are pruned (one for language-specific
   pruning, all of them with ``--pruning_shared true`` for language-agnostic pruning).
+  ``--pruning random`` prunes by random scores (drawn once per language from
+  ``--seed``) on the same schedule: gradual random pruning, the trained random-mask
+  pathways baseline.
 * **Dynamic pathways** (``--pruning dynamic``, :mod:`espnet_pathways.dynamic`): every
   language's mask is re-derived every ``--pruning_every`` steps from that language's
   statistics, inside a fixed pool, until the freeze; the hooks here only call into
   :class:`~espnet_pathways.dynamic.DynamicPathways` (marked "dynamic pathways").
-* **State**: the masks, the step count and the LTH rewind point travel inside ESPnet's
+* **Compute** (:mod:`espnet_pathways.compute`): every optimizer step taken is counted,
+  with the utterances of each language that reached it (a forward pre-hook counts the
+  ``lang`` ids of training batches; under DDP the per-language counts of a step are
+  all-reduced with SUM, so every rank holds the global counts); rank 0 writes
+  ``compute.json`` when training ends.
+* **State**: the masks, the step count, the compute counts and the LTH rewind point
+  travel inside ESPnet's
   ``checkpoint.pth`` (an entry of the first optimizer's ``state_dict``, added by a
   ``state_dict`` hook and read back by a ``load_state_dict`` hook), so ``--resume`` after
   a kill at any moment restores masks that match the weights.  ESPnet writes the
@@ -48,6 +57,7 @@ from espnet2.train.trainer import Trainer, TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
 from espnet2.utils.types import str2bool
 
+from espnet_pathways.compute import ComputeCounter
 from espnet_pathways.dynamic import DynamicPathways, add_dynamic_arguments
 from espnet_pathways.fileio import atomic_output
 from espnet_pathways.masks import (
@@ -62,10 +72,11 @@ from espnet_pathways.pruning import (
     frozen_indices,
     lth_rewind_,
     magnitude_prune,
+    random_scores,
     zero_optimizer_state_,
 )
 
-PRUNING_METHODS = ("none", "imp", "lth", "dynamic")
+PRUNING_METHODS = ("none", "imp", "lth", "random", "dynamic")
 #: Key of the pathway state inside the first optimizer's state_dict (checkpoint.pth).
 CHECKPOINT_KEY = "espnet_pathways"
 
@@ -123,6 +134,8 @@ class PathwayController:
         # Where an LTH rewind restarts the LR schedule.
         self._initial_lrs = [[g["lr"] for g in o.param_groups] for o in self.optimizers]
         self._initial_schedulers = [copy.deepcopy(s.state_dict()) for s in self.schedulers]
+        self.compute = ComputeCounter(list(model.languages))
+        self.random_scores: Dict[str, Dict[str, torch.Tensor]] = {}
 
         if options.pruning not in PRUNING_METHODS:
             raise ValueError(f"--pruning must be one of {PRUNING_METHODS}, got {options.pruning!r}")
@@ -139,8 +152,10 @@ class PathwayController:
                 masked = MaskedUpdate({n: self.params[n] for n in self._masked_names()}, opt)
                 self.handles.append(masked.register_hooks(self.frozen))
             self.handles.append(opt.register_step_post_hook(self._after_step))
-        if (self.schedule is not None or self.dynamic is not None) and self.optimizers:
-            # The pruning state is written and read with ESPnet's checkpoint.
+        self.handles.append(model.register_forward_pre_hook(self._see_batch, with_kwargs=True))
+        if self.optimizers:
+            # The pruning state and compute counts are written and read with ESPnet's
+            # checkpoint.
             first = self.optimizers[0]
             self.handles.append(first.register_state_dict_post_hook(self._add_state))
             self.handles.append(first.register_load_state_dict_pre_hook(self._pop_state))
@@ -190,6 +205,14 @@ class PathwayController:
         )
         if o.pruning == "lth" and o.lth_rewind_step == 0:
             self.rewind_state = self._weights()
+        if o.pruning == "random":
+            # One fixed score per weight and language: nested masks, deterministic from
+            # --seed (a resumed run draws the same scores).
+            shapes = {n: self.params[n].shape for n in self.names}
+            order = list(self.model.languages or langs)
+            for lang in langs:
+                self.random_scores[lang] = random_scores(
+                    shapes, seed=1000 * int(getattr(o, "seed", 0)) + order.index(lang))
 
     def _share_if_lap(self, masks: PathwayMasks) -> None:
         """LAP: one mask object for all languages (one masked forward per batch)."""
@@ -261,9 +284,32 @@ class PathwayController:
         for opt in self.optimizers:
             zero_optimizer_state_(opt, self.params, union)
 
+    def _see_batch(self, module, args, kwargs) -> None:
+        """Forward pre-hook: count the training batch's utterances per language."""
+        lang = kwargs.get("lang")
+        # Only ESPnet's call holds ``lang`` (the model's inner per-pathway calls do not).
+        if not module.training or lang is None or not self.compute.languages:
+            return
+        if self.compute.pending and all(p.grad is None for p in self.params.values()):
+            # The previous step was skipped (ESPnet zeroes the gradients without a step).
+            self.compute.forget_pending()
+        ids = lang.view(lang.size(0), -1)[:, 0].long().cpu()
+        self.compute.see(ids.tolist())
+
+    def _count_step(self) -> None:
+        """This step's utterances per language, summed over the ranks under DDP."""
+        utts = self.compute.pending_vector()
+        if distributed() and utts:
+            device = next(iter(self.params.values())).device
+            t = torch.tensor(utts, dtype=torch.long, device=device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+            utts = t.tolist()
+        self.compute.step_taken(utts)
+
     def _after_step(self, optimizer, args, kwargs) -> None:
         self.model.step_languages.clear()
         self.step += 1
+        self._count_step()
         o = self.options
         if o.pruning == "lth" and self.step == o.lth_rewind_step and self.rewind_state is None:
             self.rewind_state = self._weights()
@@ -282,14 +328,19 @@ class PathwayController:
         masks = self.model.pathway_masks
         weights = {n: self.params[n].detach() for n in self.names}
         o = self.options
+
+        def scores(lang: str) -> Dict[str, torch.Tensor]:
+            return self.random_scores[lang] if o.pruning == "random" else weights
+
         if o.pruning_shared:
-            new = magnitude_prune(weights, target, o.pruning_scope, current=masks.masks[self.prune_langs[0]])
+            first = self.prune_langs[0]
+            new = magnitude_prune(scores(first), target, o.pruning_scope, current=masks.masks[first])
             for lang in self.prune_langs:
                 masks.masks[lang] = new
         else:
             for lang in self.prune_langs:
                 masks.masks[lang] = magnitude_prune(
-                    weights, target, o.pruning_scope, current=masks.masks[lang]
+                    scores(lang), target, o.pruning_scope, current=masks.masks[lang]
                 )
         masks.meta["step"] = self.step
         masks.meta["sparsity"] = {lang: masks.sparsity(lang) for lang in self.prune_langs}
@@ -325,18 +376,27 @@ class PathwayController:
 
     # ------------------------------------------------------------------- state
     def state(self) -> dict:
+        """Step and compute counts; with pruning, also the masks and the rewind point."""
+        out = {"step": self.step, "compute": self.compute.state_dict()}
+        if self.schedule is None and self.dynamic is None:  # dynamic pathways save masks too
+            return out
         masks = self.model.pathway_masks
-        return {
-            "step": self.step,
+        out.update({
             "masks": {k: {n: m.cpu() for n, m in v.items()} for k, v in masks.masks.items()},
             "meta": masks.meta,
             "rewind_state": None if self.rewind_state is None
             else {n: w.cpu() for n, w in self.rewind_state.items()},
             "dynamic": None if self.dynamic is None else self.dynamic.state(),
-        }
+        })
+        return out
 
     def load_state(self, state: dict, source: str = "checkpoint") -> None:
         self.step = int(state["step"])
+        if "compute" in state:
+            self.compute.load_state_dict(state["compute"])
+        if "masks" not in state:
+            logging.info("Resumed at step %d from %s", self.step, source)
+            return
         masks = PathwayMasks(state["masks"], state["meta"], source=source)
         self._share_if_lap(masks)
         self.model.set_pathway_masks(masks)
@@ -389,7 +449,8 @@ class PathwayTrainer(Trainer):
         group = parser.add_argument_group("Pathway pruning related")
         group.add_argument("--pruning", type=str, default="none", choices=PRUNING_METHODS,
                            help="Iterative magnitude pruning during training (imp), with "
-                           "lottery-ticket rewinding (lth), dynamic pathways (dynamic: "
+                           "lottery-ticket rewinding (lth), gradual random pruning on the "
+                           "same schedule (random), dynamic pathways (dynamic: "
                            "espnet_pathways.dynamic), or none")
         group.add_argument("--pruning_languages", type=str, nargs="*", default=[],
                            help="Pathways to prune (default: all --languages)")
@@ -416,6 +477,16 @@ class PathwayTrainer(Trainer):
         add_dynamic_arguments(group)  # dynamic pathways
 
     @classmethod
+    def train_one_epoch(cls, *args, **kwargs) -> bool:
+        """ESPnet's epoch, counted in the run's compute (``epochs``)."""
+        result = super().train_one_epoch(*args, **kwargs)
+        model = kwargs["model"] if "model" in kwargs else args[0]
+        controller = getattr(getattr(model, "module", model), "pathway_controller", None)
+        if controller is not None:
+            controller.compute.epochs += 1
+        return result
+
+    @classmethod
     def run(cls, model, optimizers, schedulers, *args, trainer_options, **kwargs) -> None:
         if getattr(trainer_options, "grad_noise", False) and (
             model.pathway_masks is not None or trainer_options.pruning != "none"
@@ -427,6 +498,9 @@ class PathwayTrainer(Trainer):
         try:
             super().run(model, optimizers, schedulers, *args,
                         trainer_options=trainer_options, **kwargs)
+            if is_writer():
+                path = controller.compute.write(trainer_options.output_dir)
+                logging.info("Wrote %s: %s", path, controller.compute.as_dict())
         finally:
             controller.close()
             del model.pathway_controller

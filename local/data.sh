@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Data preparation for the embedded en/fr/it/nl corpus (see docs/corpus.md).
+# Data preparation for the embedded corpus (default en/fr/it/nl; see docs/corpus.md).
 #
 # Usage: local/data.sh [--python python3] [--<option> <value> ...]
-#   Every --<option> <value> pair is forwarded to
-#   `python -m espnet_pathways.bin.build_corpus`, e.g.
+#   Every --<option> <value> pair is forwarded to local/build_corpus.py, e.g.
 #   local/data.sh --nj 2 --seed 0 --langs en,fr,it,nl --voices_per_line 2
-#   (run `python3 -m espnet_pathways.bin.build_corpus --help` for all options).
-# Checks that the Debian packages providing the sources/voices are installed
-# and prints the exact `apt-get install` line if not; it never installs.
+#   local/data.sh --langs cs --out_dir data/lang_cs      (Czech, real speech)
+#   (run `PYTHONPATH=. python3 local/build_corpus.py --help` for all options).
+# Relative paths are relative to the current directory. Checks that the Debian
+# packages providing the sources/voices are installed and prints the exact
+# `apt-get install` line if not; it never installs.
 set -euo pipefail
 
 log() {
@@ -17,16 +18,18 @@ log() {
 
 python=${PYTHON:-python3}
 args=()
+langs=""
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help)
-            sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
             exit 0 ;;
         --python)
             [ $# -ge 2 ] || { log "Error: --python needs a value"; exit 1; }
             python=$2; shift 2 ;;
         --*)
             [ $# -ge 2 ] || { log "Error: option $1 needs a value"; exit 1; }
+            [ "$1" = --langs ] && langs=$2
             args+=("$1" "$2"); shift 2 ;;
         *)
             log "Error: unexpected argument '$1' (options are --key value)"; exit 1 ;;
@@ -48,8 +51,13 @@ required=(
     "festvox-itapc16k ${voices}/italian/pc_diphone"
     "flite flite"
     "fillets-ng-data ${fillets}/script"
-    "fillets-ng-data-nl ${fillets}/sound/airplane/nl"
 )
+# The recorded languages' packages are needed only when they are built (default: nl).
+for lang in nl cs; do
+    case ",${langs:-en,fr,it,nl}," in
+        *,${lang},*) required+=("fillets-ng-data-${lang} ${fillets}/sound/airplane/${lang}") ;;
+    esac
+done
 missing=()
 for entry in "${required[@]}"; do
     pkg=${entry%% *}; check=${entry#* }
@@ -65,8 +73,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
 fi
 
-cd "$(dirname "$0")/.."
-log "Building the embedded corpus: ${python} -m espnet_pathways.bin.build_corpus ${args[*]:-}"
-PYTHONPATH="${PWD}${PYTHONPATH:+:${PYTHONPATH}}" \
-    "${python}" -m espnet_pathways.bin.build_corpus "${args[@]}"
+here=$(cd "$(dirname "$0")" && pwd)
+log "Building the embedded corpus: ${python} ${here}/build_corpus.py ${args[*]:-}"
+PYTHONPATH="${here}/..${PYTHONPATH:+:${PYTHONPATH}}" \
+    "${python}" "${here}/build_corpus.py" "${args[@]}"
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -11,6 +11,7 @@ Each rank trains the tiny pathway model through ``PathwayTrainer.run`` with ESPn
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -136,6 +137,8 @@ def worker(rank: int, world: int, port: int, out_dir: str) -> None:
             run_training(model, out, plans[rank], rank=rank, world=world, check=checker,
                          **extra)
             summary[kind] = (checker.checked, sorted(checker.rounds_seen))
+            if rank == 0:
+                summary[f"{kind}_compute"] = json.loads((out / "compute.json").read_text())
         if rank == 0:
             torch.save(summary, Path(out_dir) / "summary.pt")
     finally:

@@ -1,24 +1,31 @@
-"""Tests of the embedded corpus: pure unit tests plus one tiny real build."""
+"""Tests of the embedded corpus builder (the recipe's ``local/``): pure unit tests plus
+tiny real builds (voice-disjoint splits, determinism, Czech)."""
 
 from __future__ import annotations
 
 import shutil
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
-from espnet_pathways.bin.build_corpus import main as cli_main
-from espnet_pathways.corpus import fillets
-from espnet_pathways.corpus.build import (
-    CorpusError, Options, build, select_lines, split_of, validate)
-from espnet_pathways.corpus.tts import speaker_pool
+from espnet_pathways.split_check import check_splits
 from espnet_pathways.text import normalize, skip_reason, tts_text
+
+LOCAL = Path(__file__).resolve().parents[1] / "local"
+sys.path.insert(0, str(LOCAL))  # the builder is recipe code, not part of the package
+from build_corpus import main as cli_main  # noqa: E402
+from embedded_corpus import fillets, voices  # noqa: E402
+from embedded_corpus.build import (  # noqa: E402
+    CorpusError, Options, build, select_lines, split_of, validate)
 
 HAVE_SOURCES = fillets.FILLETS_ROOT.exists() and all(
     shutil.which(b) for b in ("sox", "espeak-ng", "festival", "flite"))
 needs_sources = pytest.mark.skipif(not HAVE_SOURCES, reason="Debian TTS/fillets packages missing")
-FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2lang", "utt2dur")
+FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2lang", "utt2dur", "spk2voice")
+HAVE_CS = (fillets.FILLETS_ROOT / "sound" / "airplane" / "cs").exists()
 
 
 # ----------------------------------------------------------------- text
@@ -30,6 +37,8 @@ FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2lang", "utt2dur")
     ("'Hallo'", "nl", "hallo"),
     ("Cafe\u0301 ÉTÉ", "fr", "café été"),  # NFC composes e + combining acute
     ("...!?", "en", ""),
+    ("Co je to za divnou LOĎ? Říkám: „ŽLUŤOUČKÝ kůň“!", "cs",
+     "co je to za divnou loď říkám žluťoučký kůň"),
 ])
 def test_normalize(text: str, lang: str, expected: str) -> None:
     assert normalize(text, lang) == expected
@@ -85,6 +94,16 @@ def test_split_is_language_independent_and_seeded() -> None:
     assert splits != [split_of(k, 1, 0.05, 0.08) for k in keys]
 
 
+def test_held_out_characters_go_to_their_split() -> None:
+    """Every line of a held-out character is in that character's split whatever the
+    seed, so its recordings can be used there and nowhere else."""
+    for split, chars in voices.HELD_OUT_CHARACTERS.items():
+        for ch in chars:
+            assert {split_of(("lvl", f"x-{ch}-{i}"), seed, 0.05, 0.08)
+                    for i in range(50) for seed in (0, 1)} == {split}
+    assert voices.character_split("m") == voices.character_split("v") == "train"
+
+
 def _dialogs(texts: List[str]) -> Dict[fillets.Key, fillets.Dialog]:
     return {("l", f"a-m-{i}"): fillets.Dialog("l", f"a-m-{i}", t, t) for i, t in enumerate(texts)}
 
@@ -105,7 +124,7 @@ def test_no_sentence_in_two_splits_and_low_resource() -> None:
 
 
 def test_validate_errors() -> None:
-    with pytest.raises(CorpusError, match="supported: en,fr,it,nl"):
+    with pytest.raises(CorpusError, match="supported: en,fr,it,nl,cs"):
         validate(Options(langs=["en", "de"]))
     with pytest.raises(CorpusError):
         validate(Options(dev_fraction=0.6, test_fraction=0.5))
@@ -113,10 +132,59 @@ def test_validate_errors() -> None:
 
 def test_speaker_ids_are_kaldi_safe() -> None:
     import re
-    for lang in ("en", "fr", "it"):
-        pool = speaker_pool(lang, 0)
+    for lang in ("en", "fr", "it", "nl", "cs"):
+        pool = [s for split in voices.SPLITS for s in voices.speaker_pool(lang, split, 0)]
         assert len({s.spk for s in pool}) == len(pool)
         assert all(re.fullmatch(r"[A-Za-z0-9_.]+", s.spk) for s in pool)
+
+
+def test_voice_pools_are_disjoint_and_mixed() -> None:
+    """No voice (all its perturbations) in two splits, in any language; an espeak
+    variant held out in one language is held out in all; English dev and test each
+    hold out a flite and a festival voice, Italian test a festival one."""
+    split_of_voice: Dict[str, str] = {}
+    for lang in ("en", "fr", "it", "nl", "cs"):
+        for split in voices.SPLITS:
+            pool = voices.speaker_pool(lang, split, 0)
+            assert pool and all(s.split == split for s in pool)
+            for s in pool:
+                assert split_of_voice.setdefault(s.voice_id, split) == split, s
+            engines = Counter(s.engine for s in pool)
+            if lang == "en":
+                assert set(engines) == {"espeak", "flite", "festival"}, (split, engines)
+            voices_in = Counter(s.voice_id for s in pool)
+            assert min(voices_in.values()) >= 2  # several perturbed speakers per voice
+    assert len([v for v, s in split_of_voice.items() if s == "train"]) > 60
+    assert {s.engine for s in voices.speaker_pool("it", "test", 0)} == {"espeak", "festival"}
+    # Same human behind flite and festival -> one voice, one split.
+    humans = {(e, v): vid for e, v, _, vid, _ in voices.base_voices("en") if e != "espeak"}
+    assert humans[("flite", "slt")] == humans[("festival", "cmu_us_slt_arctic_hts")]
+    assert humans[("flite", "kal16")] == humans[("festival", "kal_diphone")]
+
+
+def test_perturbations_vary() -> None:
+    pool = voices.speaker_pool("en", "train", 0)
+    p = [s.perturbation for s in pool]
+    assert len({x.speed for x in p}) > 50
+    assert any(x.reverb for x in p) and any(not x.reverb for x in p)
+    assert {x.band[:2] for x in p} >= {"", "te", "lp", "hp"}
+    assert len({x.snr_db for x in p}) >= 4 and {x.noise_color for x in p} == {
+        "white", "pink", "brown"}
+    assert pool != voices.speaker_pool("en", "train", 1)  # seeded
+
+
+def test_level_and_noise_snr() -> None:
+    import numpy as np
+    from embedded_corpus.tts import level_and_noise
+    t = np.arange(16000) / 16000
+    x = np.sin(2 * np.pi * 220 * t)
+    clean = level_and_noise(x, voices.Perturbation(level_db=-20.0), 0)
+    assert abs(20 * np.log10(np.sqrt(np.mean(clean ** 2))) + 20) < 0.01
+    noisy = level_and_noise(x, voices.Perturbation(level_db=-20.0, snr_db=10.0,
+                                                   noise_color="pink"), 0)
+    snr = 10 * np.log10(np.mean(clean ** 2) / np.mean((noisy - clean) ** 2))
+    assert abs(snr - 10.0) < 0.01
+    assert np.max(np.abs(level_and_noise(x, voices.Perturbation(level_db=0.0), 0))) <= 0.95
 
 
 # ----------------------------------------------------------------- tiny build
@@ -153,8 +221,16 @@ def test_tiny_build(tmp_path: Path) -> None:
                            in zip(cols["utt2spk"], cols["utt2lang"])}
     assert not (all_utts["train"] & all_utts["dev"]) and not (all_utts["dev"] & all_utts["test"])
     summary = _read(data / "local" / "corpus_summary.tsv")
-    assert summary[0] == "split\tlang\tutterances\tspeakers\thours" and len(summary) == 13
+    assert summary[0] == "split\tlang\tutterances\tspeakers\tvoices\thours"
+    assert len(summary) == 13
     assert (data / "local" / "corpus_config.json").exists()
+    # Voice-disjoint: no dev/test speaker, voice or sentence in train (the generic check,
+    # and directly on spk2voice).
+    check_splits(data / "train", [data / "dev", data / "test"])
+    spk_voices = {s: dict(ln.split(" ", 1) for ln in _read(data / s / "spk2voice"))
+                  for s in ("train", "dev", "test")}
+    assert not set(spk_voices["train"].values()) & set(spk_voices["test"].values())
+    assert not set(spk_voices["train"].values()) & set(spk_voices["dev"].values())
 
     # Same seed -> identical lists; the rerun reuses cached wavs and re-makes
     # a corrupt one instead of trusting it.
@@ -172,7 +248,7 @@ def test_cli_unknown_language(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     with pytest.raises(SystemExit) as e:
         cli_main(["--langs", "en,xx", "--out_dir", str(tmp_path)])
     assert e.value.code == 1
-    assert "supported: en,fr,it,nl" in caplog.text
+    assert "supported: en,fr,it,nl,cs" in caplog.text
 
 
 @needs_sources
@@ -180,7 +256,7 @@ def test_failed_utterance_is_skipped_and_counted(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """An engine failure is a warning naming the utterance and, above 5% of a
     language, a fatal error naming the language."""
-    from espnet_pathways.corpus import tts
+    from embedded_corpus import tts
 
     def broken(spk: object, text: str, raw: Path) -> None:
         raise RuntimeError("simulated espeak crash")
@@ -188,3 +264,68 @@ def test_failed_utterance_is_skipped_and_counted(tmp_path: Path,
     monkeypatch.setattr(tts, "synth_one", broken)
     with pytest.raises(CorpusError, match="^fr: .*failed"):
         _tiny(tmp_path, "data", langs=["fr"])
+
+
+@needs_sources
+@pytest.mark.skipif(not HAVE_CS, reason="fillets-ng-data-cs missing")
+def test_tiny_czech_build(tmp_path: Path) -> None:
+    """The add-a-language contract: ``--langs cs`` builds Kaldi dirs of real Czech speech
+    (held-out characters in dev/test) with Czech letters kept, and a summary."""
+    data = tmp_path / "lang_cs"
+    build(Options(langs=["cs"], max_lines_per_lang=3, audio_dir=str(tmp_path / "audio"),
+                  out_dir=str(data), nj=2))
+    engines = Counter()
+    for split in ("train", "dev", "test"):
+        for f in FILES:
+            assert _read(data / split / f), (split, f)
+        assert {ln.split(" ", 1)[1] for ln in _read(data / split / "utt2lang")} == {"cs"}
+        for ln in _read(data / split / "spk2voice"):
+            spk, voice = ln.split(" ", 1)
+            engines[(split, voice.split(".")[0])] += 1
+            if voice.startswith("fillets_cs."):  # a recorded character of this split
+                assert voices.character_split(voice.split(".", 1)[1]) == split
+    assert engines[("train", "fillets_cs")] >= 1
+    check_splits(data / "train", [data / "dev", data / "test"])
+    text = " ".join(_read(data / "train" / "text") + _read(data / "test" / "text"))
+    assert set(text) & set("áčďéěíňóřšťúůýž")
+    assert _read(data / "local" / "corpus_summary.tsv")[1].startswith("train\tcs\t")
+
+
+def test_default_langs_exclude_czech() -> None:
+    assert Options().langs == ["en", "fr", "it", "nl"]
+
+
+@needs_sources
+@pytest.mark.parametrize("band", ["tel", "lp3500", "hp400"])
+def test_postprocess_8khz_voice_with_band_limit(tmp_path: Path, band: str) -> None:
+    """flite's kal is an 8 kHz voice: every band limit must still work on it (the chain
+    resamples to 16 kHz before filtering), and the result is 16 kHz mono."""
+    import subprocess
+    from embedded_corpus import tts
+    raw = tmp_path / "raw.wav"
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(raw), "synth", "1",
+                    "sine", "440"], check=True)
+    spk = voices.Speaker("en_flite.kal.0", "en", "flite", "kal", "human.kal", "train",
+                         voices.Perturbation(speed=0.9, pitch_cents=100, tempo=1.1, reverb=40,
+                                             room_scale=50, band=band, snr_db=10.0))
+    out = tmp_path / "out.wav"
+    tts.postprocess(raw, out, spk, "utt", 0)
+    import wave
+    with wave.open(str(out)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+    assert 0.7 < tts.wav_duration(out) < 1.3
+
+
+@needs_sources
+def test_fresh_builds_are_identical_whatever_nj(tmp_path: Path) -> None:
+    """Deterministic audio, not only lists: two fresh builds (nj 2 and nj 1, separate
+    audio dirs) give byte-identical wavs (seeded perturbations, noise and sox -R)."""
+    wavs = []
+    for nj in (2, 1):
+        out = tmp_path / f"nj{nj}"
+        build(Options(langs=["en", "it"], max_lines_per_lang=1, audio_dir=str(out / "audio"),
+                      out_dir=str(out / "data"), nj=nj))
+        scp = [ln.split(" ", 1) for s in ("train", "dev", "test")
+               for ln in _read(out / "data" / s / "wav.scp")]
+        wavs.append({u: Path(p).read_bytes() for u, p in scp})
+    assert wavs[0] and wavs[0] == wavs[1]

@@ -12,7 +12,8 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from ddp_checks import worker
+from ddp_checks import IMP_PLAN, PATHWAY_PLAN, worker
+from helpers import LANGS
 
 
 def free_port() -> int:
@@ -30,3 +31,21 @@ def test_two_rank_ddp_pathway_and_imp_runs_keep_every_invariant(tmp_path):
         assert len(sparsities) >= 3, (kind, sparsities)  # pruning rounds inside the run
     assert (tmp_path / "imp" / "checkpoint.pth").exists()
     assert (tmp_path / "imp" / "masks.pth").exists()
+    for kind, plans in (("pathways", PATHWAY_PLAN), ("imp", IMP_PLAN)):
+        assert summary[f"{kind}_compute"] == expected_compute(plans), kind
+
+
+def expected_compute(plans):
+    """compute.json of a DDP run: a step counts for every language of any rank's batch;
+    utterances are summed over the ranks."""
+    steps = [[langs for epoch in plans[r] for langs in epoch] for r in sorted(plans)]
+    per_lang = {lang: 0 for lang in LANGS}
+    utts = {lang: 0 for lang in LANGS}
+    for step in zip(*steps):
+        ids = [i for rank_batch in step for i in rank_batch]
+        for i in set(ids):
+            per_lang[LANGS[i]] += 1
+        for i in ids:
+            utts[LANGS[i]] += 1
+    return {"steps": len(steps[0]), "epochs": 2, "steps_per_lang": per_lang,
+            "utts_per_lang": utts}

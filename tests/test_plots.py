@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from espnet_pathways.bin import make_plots
-from espnet_pathways.reporting import plots
+from espnet_pathways.bin import make_plots, make_results
+from espnet_pathways.reporting import mask_overlap
 from espnet_pathways.masks import PathwayMasks
 
 LANGS = ["en", "fr", "it", "nl"]
@@ -43,18 +43,18 @@ def write_score(exp: Path, sys: str, lang: str, wer: float) -> None:
 
 
 def test_layer_groups():
-    groups = plots.group_params(list(SHAPES))
+    groups = mask_overlap.group_params(list(SHAPES))
     assert list(groups) == ["encoder.embed", "encoder.block0", "encoder.block1", "decoder",
                             "joint_network", "ctc_lin"]
-    assert plots.layer_group("encoder.encoders.blocks.12.feed_forward.w_1.weight") == "encoder.block12"
-    order = plots.group_params([f"encoder.encoders.blocks.{i}.w" for i in (10, 2, 1)])
+    assert mask_overlap.layer_group("encoder.encoders.blocks.12.feed_forward.w_1.weight") == "encoder.block12"
+    order = mask_overlap.group_params([f"encoder.encoders.blocks.{i}.w" for i in (10, 2, 1)])
     assert list(order) == ["encoder.block1", "encoder.block2", "encoder.block10"]
 
 
 def test_group_stats_match_masks(tmp_path):
     pm = fake_masks(tmp_path / "m.pth")
-    groups = plots.group_params(pm.param_names)
-    sparsity, overlap = plots.group_stats(pm, groups)
+    groups = mask_overlap.group_params(pm.param_names)
+    sparsity, overlap = mask_overlap.group_stats(pm, groups)
     m = pm.for_language("fr")["decoder.rnn.0.weight_ih_l0"]
     assert sparsity["decoder"]["fr"] == pytest.approx(1 - m.float().mean().item())
     for g in groups:
@@ -62,7 +62,7 @@ def test_group_stats_match_masks(tmp_path):
         assert overlap[g]["fr"]["fr"] == pytest.approx(1.0)
         assert 0.0 <= overlap[g]["en"]["nl"] <= 1.0
     # one group holding everything = the whole-model overlap of PathwayMasks
-    _, whole = plots.group_stats(pm, {"all": pm.param_names})
+    _, whole = mask_overlap.group_stats(pm, {"all": pm.param_names})
     assert whole["all"]["fr"]["nl"] == pytest.approx(pm.overlap("fr", "nl"))
 
 
@@ -90,8 +90,8 @@ def test_make_plots_end_to_end(tmp_path):
     rc = make_plots.main(["--out_dir", str(out), "--masks", str(masks), "--results_dir", str(exp),
                           "--systems", "dense lap pathways_imp", "--langs", "en,fr,it,nl"])
     assert rc == 0
-    for name in ("masks_lsp_imp_overlap.png", "masks_lsp_imp_sparsity.png", "wer_test.png",
-                 "training/asr_dense/loss.png"):
+    for name in ("masks_lsp_imp_overlap.png", "masks_lsp_imp_iou.png", "masks_lsp_imp_sparsity.png",
+                 "wer_test.png", "training/asr_dense/loss.png"):
         f = out / name
         assert f.is_file() and f.stat().st_size > 1000, name
         assert f.read_bytes()[:4] == b"\x89PNG"
@@ -112,3 +112,64 @@ def test_make_plots_errors(tmp_path):
                             "--systems", "dense", "--langs", "en"]) == 0
     assert not (tmp_path / "p" / "wer_test.png").exists()
     assert "No score files found" in (tmp_path / "p" / "index.md").read_text()
+
+
+def test_group_iou_matches_masks(tmp_path):
+    pm = fake_masks(tmp_path / "m.pth")
+    langs, sparsity, overlap, iou = mask_overlap.mask_group_tables(tmp_path / "m.pth")
+    assert list(iou)[:2] == [mask_overlap.ALL_WEIGHTS, "encoder.embed"]
+    for a, b in mask_overlap.pairs(langs):
+        assert iou[mask_overlap.ALL_WEIGHTS][a][b] == pytest.approx(pm.iou(a, b))
+        assert iou["decoder"][a][b] == pytest.approx(iou["decoder"][b][a])
+    assert iou["encoder.block1"]["en"]["it"] == pytest.approx(1.0)  # it is a copy of en
+    m = pm.for_language("fr")["joint_network.lin_enc.weight"]
+    assert sparsity["joint_network"]["fr"] == pytest.approx(1 - m.float().mean().item())
+
+
+DRIFT = {"start": {"en-fr": 1.0, "en-it": 1.0}, "end": {"en-fr": 0.6, "en-it": "bad"},
+         "groups": {"decoder": {"start": {"en-fr": 1.0}, "end": {"en-fr": 0.8}},
+                    "encoder.block1": {"start": {"en-fr": 1.0}, "end": {"en-fr": 0.5}},
+                    "junk": 3},
+         "changed_fraction": {"en": 0.25, "fr": 0.5}, "revived": {"en": 12, "fr": 3}}
+
+
+def test_mask_drift_read_defensively(tmp_path, caplog):
+    p = tmp_path / "mask_drift.json"
+    assert mask_overlap.load_mask_drift(p) is None
+    p.write_text(json.dumps(DRIFT))
+    drift = mask_overlap.load_mask_drift(p)
+    assert list(drift) == [mask_overlap.ALL_WEIGHTS, "encoder.block1", "decoder"]
+    assert drift[mask_overlap.ALL_WEIGHTS]["end"] == {"en-fr": 0.6}  # "bad" left out
+    assert "not a number" in caplog.text
+    p.write_text("{not json")
+    with pytest.raises(ValueError, match="mask_drift.json"):
+        mask_overlap.load_mask_drift(p)
+
+
+def test_results_and_plots_show_groups_and_drift(tmp_path):
+    exp = tmp_path / "exp"
+    masks = exp / "masks" / "lsp_imp.pth"
+    masks.parent.mkdir(parents=True)
+    pm = fake_masks(masks)
+    (exp / "asr_dense").mkdir()  # no scores: n/a cells
+    drift = exp / "asr_pathways_dynamic" / "mask_drift.json"
+    drift.parent.mkdir(parents=True)
+    drift.write_text(json.dumps(DRIFT))
+    out = tmp_path / "RESULTS.md"
+    assert make_results.main(["--out", str(out), "--system", f"dense={exp / 'asr_dense'}",
+                              "--langs", "en", "--masks", f"lsp_imp={masks}",
+                              "--mask_drift", str(drift), "--no_claims", "--repo", str(tmp_path)]) == 0
+    text = out.read_text()
+    groups = text.split("## Mask overlap per layer group")[1].split("\n## ")[0]
+    row = next(ln for ln in groups.splitlines() if ln.startswith("| all weights |"))
+    assert f"| {pm.iou('en', 'fr'):.3f} |" in row and "IoU en-it" in groups
+    assert "| encoder.block1 |" in groups and "| decoder |" in groups
+    drift_md = text.split("## Mask drift (dynamic pathways)")[1].split("\n## ")[0]
+    assert "| all weights | 1.000 -> 0.600 | 1.000 -> n/a |" in drift_md
+    assert "| decoder | 1.000 -> 0.800 | n/a -> n/a |" in drift_md
+    assert "| changed (1 - IoU start/end) | 25.0 % | 50.0 % |" in drift_md
+    assert "| weights revived | 12 | 3 |" in drift_md
+    assert "## Paper claims" not in text
+    rc = make_plots.main(["--out_dir", str(tmp_path / "plots"), "--mask_drift", str(drift)])
+    assert rc == 0 and (tmp_path / "plots" / "mask_drift.png").read_bytes()[:4] == b"\x89PNG"
+    assert "mask_drift.png" in (tmp_path / "plots" / "index.md").read_text()

@@ -1,9 +1,11 @@
 """Smoke run of the whole recipe on a tiny corpus and tiny models: do the stages connect?
 
-It runs the real ``egs2/TEMPLATE/asr_pathways/pathways.sh`` (every stage, every system)
-with two languages, a few utterances each and models of a few thousand weights, in a
-scratch recipe directory, then checks that RESULTS.md has every system's numbers and
-that a rerun of the decoding/scoring stages only redoes what changed.
+It runs the real ``egs2/TEMPLATE/asr_pathways/pathways.sh`` (every stage, every system,
+the LSP pruning interval chosen on dev among two candidates) with two languages, a few
+utterances each and models of a few thousand weights, in a scratch recipe directory, then
+checks that RESULTS.md has every system's numbers, that the compute of every system is
+recorded and matched, and that a rerun of the decoding/scoring stages only redoes what
+changed.
 """
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ import pytest
 
 from helpers import ROOT
 
-SYSTEMS = ["dense", "dense_small", "lsp_imp", "lsp_lth", "lap",
+SYSTEMS = ["dense", "dense_ft", "dense_small", "lsp_imp", "lsp_lth", "lap",
            "pathways_imp", "pathways_lth", "pathways_random"]
+#: pathways_dynamic too: without its config the recipe says so and leaves it out.
+ALL_SYSTEMS = SYSTEMS + ["pathways_dynamic"]
 
 
 def run(cmd, cwd, **kw):
@@ -41,6 +45,8 @@ def recipe(tmp_path_factory):
         "--dense_small_config", "tconf/train_tiny_small.yaml",
         "--prune_config", "tconf/prune_tiny.yaml", "--lap_config", "tconf/prune_tiny.yaml",
         "--pathways_config", "tconf/pathways_tiny.yaml",
+        "--dynamic_config", "tconf/absent.yaml",
+        "--systems", " ".join(ALL_SYSTEMS), "--lsp_prune_every_candidates", "1 2",
         "--results", "RESULTS.md",
     ]
     proc = run(cmd, d, timeout=1500)
@@ -110,3 +116,40 @@ def test_systems_dense_trains_and_reports_the_dense_model_alone(recipe):
     rows = [line.split("|")[1].strip() for line in results.splitlines()
             if line.startswith("| ") and not line.startswith("| System")]
     assert rows == ["dense"], rows
+
+
+def test_compute_is_recorded_and_the_extra_steps_are_matched(recipe):
+    """prune_tiny: 2 epochs x 3 steps per language, 2 languages -> the pathway stage,
+    dense_ft and pathways_random take 12 steps each (their config says 2 x 3)."""
+    d, _ = recipe
+    exp = d / "exp"
+    compute = {p.parent.name: json.loads(p.read_text()) for p in exp.glob("asr_*/compute.json")}
+    lsp = [f"asr_lsp_imp_{lang}_every{t}" for lang in ("en", "nl") for t in (1, 2)]
+    for run_dir in ["asr_dense", "asr_dense_ft", "asr_lap", "asr_pathways_imp",
+                    "asr_pathways_random", *lsp]:
+        assert set(compute[run_dir]) == {"steps", "steps_per_lang", "utts_per_lang", "epochs"}
+    assert compute["asr_lsp_imp_nl_every2"]["steps"] == 6
+    assert compute["asr_lsp_imp_nl_every2"]["steps_per_lang"] == {"en": 0, "nl": 6}
+    for run_dir in ("asr_pathways_imp", "asr_dense_ft", "asr_pathways_random"):
+        assert compute[run_dir]["steps"] == 12 and compute[run_dir]["epochs"] == 2, run_dir
+    sources = (exp / "asr_pathways_imp/compute_sources").read_text().split()
+    assert sources == ["asr_dense", *lsp, "asr_pathways_imp"]
+    assert (exp / "asr_dense_ft/compute_sources").read_text().split() == ["asr_dense", "asr_dense_ft"]
+    choice = dict(line.split("\t") for line in (exp / "lsp_prune_every.tsv").read_text().splitlines())
+    assert set(choice) == {"en", "nl"} and choice["en"] in ("1", "2")
+    assert (exp / "asr_lsp_imp_en").resolve() == (exp / f"asr_lsp_imp_en_every{choice['en']}").resolve()
+    assert "pathways_dynamic: no tconf/absent.yaml; not trained" in (d / "run.log").read_text()
+    assert not (exp / "asr_pathways_dynamic").exists()
+
+
+def test_random_pathways_are_a_trained_sparse_model(recipe):
+    d, _ = recipe
+    from espnet_pathways.masks import PathwayMasks
+
+    masks = PathwayMasks.load(d / "exp/asr_pathways_random/masks.pth")
+    assert masks.meta["method"] == "random"
+    for lang in ("en", "nl"):
+        assert abs(masks.sparsity(lang) - 0.7) < 0.01
+    assert masks.iou("en", "nl") < 0.5  # independent random draws
+    info = json.loads((d / "exp/asr_pathways_random/system_info.json").read_text())
+    assert abs(info["sparsity"]["nl"] - 0.7) < 0.01

@@ -109,7 +109,8 @@ def results(tmp_path: Path):
     return exp, out, argv, out.read_bytes()
 
 
-@pytest.mark.parametrize("case", ["not_json", "lacks_keys", "stage_times", "config", "rtf"])
+@pytest.mark.parametrize("case", ["not_json", "lacks_keys", "stage_times", "config", "rtf",
+                                  "compute", "mask_drift", "masks"])
 def test_make_results_bad_input(results, tmp_path: Path, caplog, case: str):
     exp, out, argv, before = results
     if case == "not_json":
@@ -128,6 +129,21 @@ def test_make_results_bad_input(results, tmp_path: Path, caplog, case: str):
         bad.write_text("encoder: [conformer\n")
         argv = argv + ["--config", f"dense={bad}"]
         culprits = ["config dense", str(bad)]
+    elif case == "compute":
+        (exp / "compute_sources").write_text("dense\n")
+        bad = exp / "compute.json"
+        bad.write_text('{"steps": "many"}')
+        culprits = [str(bad), "steps"]
+    elif case == "mask_drift":
+        bad = tmp_path / "mask_drift.json"
+        bad.write_text("{start")
+        argv = argv + ["--mask_drift", str(bad)]
+        culprits = ["mask drift", str(bad)]
+    elif case == "masks":
+        bad = tmp_path / "lsp_imp.pth"
+        bad.write_bytes(b"not a torch file")
+        argv = argv + ["--masks", f"lsp_imp={bad}"]
+        culprits = ["masks lsp_imp", str(bad)]
     else:
         bad = exp / "decode_streaming" / "test_en" / "rtf"
         bad.write_text("all 0.5 1.0 2.0\nall 0.5 one 2.0\n")
@@ -136,6 +152,7 @@ def test_make_results_bad_input(results, tmp_path: Path, caplog, case: str):
         assert make_results.main(argv) == 1
     errors = error_lines(caplog)
     assert len(errors) == 1 and all(c in errors[0] for c in culprits), errors
+    assert "\n" not in errors[0]  # one line, even when torch's message is not
     assert out.read_bytes() == before
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".")) == []
 

@@ -264,3 +264,33 @@ def test_lth_rewinds_every_parameter_and_resets_adam_and_the_lr_schedule(tmp_pat
     espnet_step([0, 0], 3)
     assert opt.param_groups[0]["lr"] == pytest.approx(fresh_lrs[1])
     controller.close()
+
+
+def test_random_pruning_reaches_the_target_with_nested_language_specific_masks(tmp_path):
+    """--pruning random (trained random-mask pathways): each language's mask is pruned on
+    the IMP schedule by its own fixed random scores, not by the weights' magnitudes."""
+    from espnet_pathways.pruning import magnitude_prune
+
+    model = tiny_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    controller = PathwayController(
+        model, [opt], options(tmp_path, pruning="random", pruning_target_sparsity=0.7,
+                              pruning_fraction=0.5, pruning_every=2))
+    train_steps(model, opt, [[0, 1]] * 2)  # round 1 (0.5)
+    masks = model.pathway_masks
+    first = {lang: {n: m.clone() for n, m in masks.for_language(lang).items()} for lang in LANGS}
+    train_steps(model, opt, [[2, 3]] * 2, seed=7)  # round 2 (0.7)
+    params = dict(model.named_parameters())
+    weights = {n: params[n].detach() for n in masks.param_names}
+    by_magnitude = magnitude_prune(weights, 0.7)
+    for lang in LANGS:
+        assert masks.sparsity(lang) == pytest.approx(0.7, abs=1e-3)
+        for n, m in masks.for_language(lang).items():
+            assert not (m & ~first[lang][n]).any(), (lang, n)  # nested: no weight revived
+    assert masks.iou("en", "fr") < 0.5  # independent draws (random pairs: ~0.18)
+    kept = sum(int((masks.for_language("en")[n] & by_magnitude[n]).sum()) for n in weights)
+    assert kept / masks.kept_parameters("en") < 0.5  # not the magnitude ranking
+    controller.close()
+    from espnet_pathways.masks import PathwayMasks
+
+    assert PathwayMasks.load(tmp_path / "masks.pth").meta["method"] == "random"

@@ -5,7 +5,8 @@ Usage::
     python -m espnet_pathways.bin.make_plots --out_dir exp/plots \\
         [--masks exp/masks/lsp_imp.pth [--masks exp/masks/lsp_lth.pth ...]] \\
         [--results_dir exp --systems "dense lap pathways_imp" --decode_dir decode_streaming \\
-         --langs en,fr,it,nl [--test_set test] [--metric WER|CER|both]]
+         --langs en,fr,it,nl [--test_set test] [--metric WER|CER|both]] \\
+        [--mask_drift exp/asr_pathways_dynamic/mask_drift.json]
 
 The figures and ``<out_dir>/index.md`` are :mod:`espnet_pathways.reporting.plots`'s.  A
 missing or damaged mask file or score file is one error line naming it, exit status 1.
@@ -35,6 +36,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--langs", default="", help="comma- or space-separated language codes")
     p.add_argument("--test_set", default="test")
     p.add_argument("--metric", default="WER", choices=["WER", "CER", "both"])
+    p.add_argument("--mask_drift", type=Path, default=None,
+                   help="mask_drift.json of dynamic pathway training (start/end IoU per pair)")
     p.add_argument("--verbose", action="store_true", help="a traceback on errors")
     return p
 
@@ -43,7 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
     setup_logging(logging.INFO)
-    if not args.masks and args.results_dir is None:
+    if not args.masks and args.results_dir is None and args.mask_drift is None:
         parser.error("nothing to plot: give --masks and/or --results_dir")
     try:
         written = make_plots(
@@ -52,6 +55,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             langs=args.langs.replace(",", " ").split(),
             decode_dir=args.decode_dir, test_set=args.test_set,
             metrics=["WER", "CER"] if args.metric == "both" else [args.metric],
+            mask_drift=args.mask_drift,
         )
     except (ValueError, OSError, RuntimeError) as e:
         if args.verbose:

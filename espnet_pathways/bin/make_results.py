@@ -7,7 +7,13 @@ Usage::
         --decode_dir decode_streaming --langs en,fr,it,nl \\
         [--reference_system dense] [--data_summary data/local/corpus_summary.tsv] \\
         [--config dense=conf/train_dense.yaml ...] [--overlap_json exp/masks/overlap.json] \\
+        [--masks lsp_imp=exp/masks/lsp_imp.pth] \\
+        [--mask_drift exp/asr_pathways_dynamic/mask_drift.json] [--low_resource_langs it,nl] \\
         [--title "..."] [--precision 1]
+
+Besides the error-rate tables it writes the training-compute table (each system's
+``compute_sources``), the "paper claims" table with paired significance tests, and the
+masks' overlap per layer group (docs/results.md says how to read them).
 
 What it reads and writes is :mod:`espnet_pathways.reporting.results`.  A malformed input is
 one error line naming the system, language and file, exit status 1, and the earlier
@@ -43,6 +49,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--langs", default="en,fr,it,nl", help="comma-separated languages")
     p.add_argument("--reference_system", default=None,
                    help="system name for the relative average-WER column")
+    p.add_argument("--extra_reference", action="append", default=[], metavar="NAME",
+                   help="another system for a relative average-WER column (e.g. dense_ft); "
+                   "repeatable")
     p.add_argument("--data_summary", default=None, help="corpus summary TSV to embed")
     p.add_argument("--config", action="append", default=[], metavar="NAME=YAML",
                    type=lambda s: parse_name_value(s, "--config"),
@@ -50,6 +59,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap_json", default=None, help="mask overlap/IoU json")
     p.add_argument("--deploy_table", default=None,
                    help="deployment TSV of benchmarks/bench_deploy.py (recipe stage 16)")
+    p.add_argument("--masks", action="append", default=[], metavar="NAME=PTH",
+                   type=lambda s: parse_name_value(s, "--masks"),
+                   help="a mask file whose overlap/IoU per layer group is tabulated")
+    p.add_argument("--mask_drift", default=None,
+                   help="mask_drift.json of dynamic pathway training (start/end IoU)")
+    p.add_argument("--low_resource_langs", default="it,nl",
+                   help="languages of the 'pathways beat LSP' claims")
+    p.add_argument("--no_claims", dest="claims", action="store_false",
+                   help="leave out the paper-claims table (and its significance tests)")
+    p.add_argument("--bootstrap_resamples", type=int, default=2000,
+                   help="paired bootstrap resamples per claim")
+    p.add_argument("--bootstrap_seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--title", default="Results", help="document title")
     p.add_argument("--stage_times", default=None, help="exp/stage_times.tsv of the pipeline")
     p.add_argument("--precision", type=int, default=1, help="decimals for rates")
@@ -67,8 +88,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         parser.error(f"duplicate --system names: {dup}")
-    if args.reference_system is not None and args.reference_system not in names:
-        parser.error(f"--reference_system {args.reference_system!r} is not one of {names}")
+    for ref in [args.reference_system, *args.extra_reference]:
+        if ref is not None and ref not in names:
+            parser.error(f"reference system {ref!r} is not one of {names}")
     try:
         atomic_write_text(Path(args.out), build_markdown(args))
     except (ValueError, OSError, RuntimeError) as e:

@@ -1,4 +1,4 @@
-"""Figures for a pathways run: mask overlap, per-layer sparsity, WER per system/language.
+"""Figures for a pathways run: mask overlap/IoU, per-layer sparsity, mask drift, WER.
 
 The command line is ``espnet_pathways.bin.make_plots`` (its ``--help`` and docstring show
 the options).  Writes PNGs (matplotlib, Agg backend) and ``<out_dir>/index.md`` linking them:
@@ -7,7 +7,11 @@ the options).  Writes PNGs (matplotlib, Agg backend) and ``<out_dir>/index.md`` 
   ``masks_<name>_overlap.png`` -- one language x language heatmap of the overlap
   ``|m_a & m_b| / |m_a|`` (row a, column b) per layer group (all weights, the encoder
   input layer ``encoder.embed``, each encoder block, ``decoder``, ``joint_network``, ...);
+  ``masks_<name>_iou.png`` -- the same grid for the IoU ``|m_a & m_b| / |m_a | m_b|``
+  (numbers from :mod:`espnet_pathways.reporting.mask_overlap`, also in RESULTS.md);
   ``masks_<name>_sparsity.png`` -- each language's sparsity per layer group;
+* ``mask_drift.png`` (with ``--mask_drift``) -- dynamic pathways: each language pair's IoU
+  at the start and at the end of training, per layer group when the file has groups;
 * ``wer_<test_set>.png`` (and/or ``cer_...``) -- grouped bars, one group per language
   (plus the unweighted average when every language has a score), one bar per system,
   from ``<results_dir>/asr_<sys>/<decode_dir>/<test_set>_<lang>/score_wer/score.json``
@@ -23,19 +27,26 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import shutil
-import sys
-from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from espnet_pathways.fileio import atomic_output, atomic_write_text, exclusive_lock
+# group_params / group_stats / layer_group live in mask_overlap now; kept importable from
+# here because other code (dynamic pathways' mask_drift) imports them from plots.
+from espnet_pathways.reporting.mask_overlap import (  # noqa: F401
+    ALL_WEIGHTS,
+    group_params,
+    group_stats,
+    layer_group,
+    load_mask_drift,
+    mask_group_tables,
+    pairs,
+)
 
 logger = logging.getLogger(__name__)
 
 METRIC_DIRS = {"WER": "score_wer", "CER": "score_cer"}
-_BLOCK = re.compile(r"^encoder\.encoders\.(?:blocks\.)?(\d+)\.")
 
 
 def _plt():
@@ -56,63 +67,9 @@ def save_figure(fig, out: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- masks
-def layer_group(name: str) -> str:
-    """Group of a parameter: ``encoder.embed``, ``encoder.block<i>``, else its top module.
-
-    ``encoder.encoders.blocks.3.feed_forward.w_1.weight`` -> ``encoder.block3``;
-    ``decoder.rnn.0.weight_ih_l0`` -> ``decoder``; ``joint_network.lin_enc.weight`` ->
-    ``joint_network``; other encoder parameters -> ``encoder.<module>``.
-    """
-    m = _BLOCK.match(name)
-    if m:
-        return f"encoder.block{int(m.group(1))}"
-    parts = name.split(".")
-    if parts[0] == "encoder" and len(parts) > 2:
-        return f"encoder.{parts[1]}"
-    return parts[0]
-
-
-def _group_order(group: str) -> Tuple[int, int, str]:
-    if group == "encoder.embed":
-        return (0, 0, group)
-    m = re.match(r"encoder\.block(\d+)$", group)
-    if m:
-        return (1, int(m.group(1)), group)
-    if group.startswith("encoder."):
-        return (2, 0, group)
-    return ({"decoder": 3, "joint_network": 4}.get(group, 5), 0, group)
-
-
-def group_params(names: Sequence[str]) -> "OrderedDict[str, List[str]]":
-    """Parameter names by :func:`layer_group`, groups in model order (input to output)."""
-    groups: Dict[str, List[str]] = {}
-    for n in names:
-        groups.setdefault(layer_group(n), []).append(n)
-    return OrderedDict((g, groups[g]) for g in sorted(groups, key=_group_order))
-
-
-def group_stats(masks, groups: Mapping[str, Sequence[str]]):
-    """Per group: ``sparsity[g][lang]`` and ``overlap[g][a][b] = |m_a & m_b| / |m_a|``."""
-    langs = masks.languages
-    sparsity: Dict[str, Dict[str, float]] = {}
-    overlap: Dict[str, Dict[str, Dict[str, float]]] = {}
-    for g, names in groups.items():
-        kept = {l: sum(int(masks.for_language(l)[n].count_nonzero()) for n in names) for l in langs}
-        total = sum(masks.for_language(langs[0])[n].numel() for n in names)
-        sparsity[g] = {l: 1.0 - kept[l] / total if total else 0.0 for l in langs}
-        overlap[g] = {}
-        for a in langs:
-            ma = masks.for_language(a)
-            overlap[g][a] = {}
-            for b in langs:
-                mb = masks.for_language(b)
-                inter = sum(int((ma[n] & mb[n]).count_nonzero()) for n in names)
-                overlap[g][a][b] = inter / kept[a] if kept[a] else 0.0
-    return sparsity, overlap
-
-
 def plot_overlap_grid(overlap: Mapping[str, Mapping[str, Mapping[str, float]]],
-                      langs: Sequence[str], out: Path, title: str) -> Path:
+                      langs: Sequence[str], out: Path, title: str,
+                      what: str = "overlap |m_row & m_col| / |m_row|") -> Path:
     """A grid of language x language heatmaps, one per group (shared 0..1 colour scale)."""
     plt = _plt()
     n = len(overlap)
@@ -137,7 +94,7 @@ def plot_overlap_grid(overlap: Mapping[str, Mapping[str, Mapping[str, float]]],
                             color="black" if v > 0.6 else "white")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle(f"{title}\noverlap |m_row & m_col| / |m_row|", fontsize=9)
+    fig.suptitle(f"{title}\n{what}", fontsize=9)
     if im is not None:
         fig.colorbar(im, ax=list(axes.flat), shrink=0.6)
     return save_figure(fig, out)
@@ -162,28 +119,66 @@ def plot_sparsity(sparsity: Mapping[str, Mapping[str, float]], langs: Sequence[s
 
 
 def mask_figures(path: Path, out_dir: Path) -> Tuple[List[str], List[Path]]:
-    """Both mask figures for one mask file; returns (index.md lines, written files)."""
-    from espnet_pathways.masks import PathwayMasks
-
-    masks = PathwayMasks.load(path)
-    langs = masks.languages
-    groups = group_params(masks.param_names)
-    sparsity, overlap = group_stats(masks, groups)
-    all_overlap = {"all weights": masks.overlap_table()}
-    all_overlap.update(overlap)
+    """Overlap, IoU and sparsity figures for one mask file; returns (index.md lines, files)."""
+    langs, sparsity, overlap, iou = mask_group_tables(path)
     name = path.stem
-    f1 = plot_overlap_grid(all_overlap, langs, out_dir / f"masks_{name}_overlap.png", f"{path}")
-    f2 = plot_sparsity(sparsity, langs, out_dir / f"masks_{name}_sparsity.png", name)
+    f1 = plot_overlap_grid(overlap, langs, out_dir / f"masks_{name}_overlap.png", f"{path}")
+    f_iou = plot_overlap_grid(iou, langs, out_dir / f"masks_{name}_iou.png", f"{path}",
+                              what="IoU |m_row & m_col| / |m_row | m_col|")
+    layer_sparsity = {g: v for g, v in sparsity.items() if g != ALL_WEIGHTS}
+    f2 = plot_sparsity(layer_sparsity, langs, out_dir / f"masks_{name}_sparsity.png", name)
+    all_w = overlap[ALL_WEIGHTS]
     lines = [f"## Masks `{path}`", "",
              "| lang | sparsity | " + " | ".join(f"overlap with {b}" for b in langs) + " |",
              "|---|---:|" + "---:|" * len(langs)]
     for a in langs:
-        lines.append(f"| {a} | {100 * masks.sparsity(a):.1f} % | "
-                     + " | ".join(f"{all_overlap['all weights'][a][b]:.3f}" for b in langs) + " |")
-    lines += ["", f"Union sparsity (weights no language keeps): {100 * masks.union_sparsity():.1f} %; "
-              f"{len(groups)} layer groups, {len(masks.param_names)} masked tensors.", "",
-              f"![overlap per layer group]({f1.name})", "", f"![sparsity per layer]({f2.name})", ""]
-    return lines, [f1, f2]
+        lines.append(f"| {a} | {100 * sparsity[ALL_WEIGHTS][a]:.1f} % | "
+                     + " | ".join(f"{all_w[a][b]:.3f}" for b in langs) + " |")
+    prs = pairs(langs)
+    lines += ["", "IoU per layer group:", "",
+              "| group | " + " | ".join(f"{a}-{b}" for a, b in prs) + " |",
+              "|---|" + "---:|" * len(prs)]
+    for g, table in iou.items():
+        lines.append(f"| {g} | " + " | ".join(f"{table[a][b]:.3f}" for a, b in prs) + " |")
+    lines += ["", f"{len(layer_sparsity)} layer groups.", "",
+              f"![overlap per layer group]({f1.name})", "", f"![IoU per layer group]({f_iou.name})",
+              "", f"![sparsity per layer]({f2.name})", ""]
+    return lines, [f1, f_iou, f2]
+
+
+def plot_drift(drift: Mapping[str, Mapping[str, Mapping[str, float]]], out: Path, title: str) -> Path:
+    """Start vs end IoU of each language pair, one panel per layer group."""
+    plt = _plt()
+    n = len(drift)
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, (g, se) in zip(axes.flat, drift.items()):
+        prs = list(dict.fromkeys([*se.get("start", {}), *se.get("end", {})]))  # file order
+        x = range(len(prs))
+        for k, (when, colour) in enumerate((("start", "tab:gray"), ("end", "tab:blue"))):
+            ys = [se.get(when, {}).get(p_, math.nan) for p_ in prs]
+            ax.bar([i - 0.2 + 0.4 * k for i in x], ys, width=0.4, label=when, color=colour)
+        ax.set_xticks(list(x), prs, rotation=45, ha="right", fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_title(g, fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"{title}: pairwise IoU of the language masks, start vs end", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def drift_figures(path: Path, out_dir: Path) -> Tuple[List[str], List[Path]]:
+    """The dynamic pathway masks' drift (``mask_drift.json``); nothing if it is absent."""
+    drift = load_mask_drift(path)
+    if not drift:
+        logger.warning("no mask drift in %s; no drift figure", path)
+        return [], []
+    f = plot_drift(drift, out_dir / "mask_drift.png", str(path))
+    return [f"## Mask drift of dynamic pathways (`{path}`)", "", f"![mask drift]({f.name})", ""], [f]
 
 
 # --------------------------------------------------------------------------- WER
@@ -294,6 +289,7 @@ def make_plots(
     decode_dir: str = "decode_streaming",
     test_set: str = "test",
     metrics: Sequence[str] = ("WER",),
+    mask_drift: Optional[Path] = None,
 ) -> List[Path]:
     """Every figure asked for, then ``<out_dir>/index.md`` linking them; returns the files.
 
@@ -310,6 +306,8 @@ def make_plots(
     written: List[Path] = []
     with exclusive_lock(out_dir, "plots"):
         parts = [mask_figures(m, out_dir) for m in masks]
+        if mask_drift is not None:
+            parts.append(drift_figures(mask_drift, out_dir))
         if results_dir is not None:
             if systems:
                 parts.append(rate_figures(results_dir, systems, langs, decode_dir, test_set,

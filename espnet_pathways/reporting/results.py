@@ -10,7 +10,15 @@ Inputs per system ``NAME=EXP_DIR``:
   cell and a warning, so partially finished runs still produce a table; a file that is
   there but unreadable is an error naming the system, the language and the file.
 * optional ``EXP_DIR/system_info.json``: ``{"params_total": int, "params_kept": int,
-  "sparsity": {lang: fraction}, "union_sparsity": fraction}`` (fractions in [0, 1]).
+  "sparsity": {lang: fraction}, "union_sparsity": fraction}`` (fractions in [0, 1]);
+* optional ``EXP_DIR/compute_sources`` and the runs' ``compute.json``: the training-compute
+  table (:mod:`~espnet_pathways.reporting.compute_table`);
+* ``.../score_wer/{ref,hyp}.trn``: the paired tests of the paper-claims table
+  (:mod:`~espnet_pathways.reporting.claims`, :mod:`~espnet_pathways.reporting.significance`).
+
+Other inputs: mask files (``--masks``: overlap/IoU per layer group), the dynamic pathways'
+``mask_drift.json`` (``--mask_drift``), ``overlap.json``, the deployment TSV, configs, the
+stage times.  docs/results.md says how to read the tables.
 
 Why generated: every number in RESULTS.md must be traceable to a score file,
 and re-running after more runs finish must simply rewrite the file (the write
@@ -35,6 +43,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from espnet_pathways.reporting import claims
+from espnet_pathways.reporting.compute_table import compute_rows, load_compute
+from espnet_pathways.reporting.mask_overlap import (
+    load_drift_per_language,
+    load_mask_drift,
+    mask_group_tables,
+    pairs,
+)
+from espnet_pathways.reporting.significance import find_sc_stats
 
 logger = logging.getLogger(__name__)
 
@@ -179,17 +196,19 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align_right_f
 # --------------------------------------------------------------------------
 def results_table(
     systems: Sequence[SystemScores], langs: Sequence[str], precision: int,
-    reference: Optional[str],
+    reference: Optional[str], extra_references: Sequence[str] = (),
 ) -> str:
+    """Per-language CER/WER, averages, and the relative average WER against each
+    reference (``reference`` first, then ``extra_references``, e.g. ``dense_ft``)."""
     header = ["System"]
     for lang in langs:
         header += [f"{lang} CER", f"{lang} WER"]
     header += ["Avg CER", "Avg WER"]
-    ref_avg: Optional[float] = None
-    if reference is not None:
-        header.append(f"Rel. Avg WER vs {reference}")
-        ref_sys = next(s for s in systems if s.name == reference)
-        ref_avg = ref_sys.average(langs, "WER")
+    refs = [r for r in [reference, *extra_references] if r is not None]
+    ref_avgs: Dict[str, Optional[float]] = {}
+    for r in refs:
+        header.append(f"Rel. Avg WER vs {r}")
+        ref_avgs[r] = next(s for s in systems if s.name == r).average(langs, "WER")
     rows = []
     for s in systems:
         row: List[str] = [s.name]
@@ -200,8 +219,9 @@ def results_table(
             if avg is None:
                 logger.warning("system %s: average %s is n/a (missing languages)", s.name, metric)
         row += [fmt(avg_cer, precision), fmt(avg_wer, precision)]
-        if reference is not None:
-            if s.name == reference:
+        for r in refs:
+            ref_avg = ref_avgs[r]
+            if s.name == r:
                 row.append("(reference)")
             elif avg_wer is None or ref_avg is None or ref_avg == 0:
                 row.append(NA)
@@ -347,7 +367,8 @@ def configs_section(configs: Sequence[Tuple[str, str]]) -> str:
             with open(path, encoding="utf-8") as f:
                 cfg = yaml.safe_load(f) or {}
         except yaml.YAMLError as e:
-            raise ResultsInputError(f"config {name}: {path}: not valid YAML ({e})") from None
+            detail = " ".join(str(e).split())  # yaml's message spans lines
+            raise ResultsInputError(f"config {name}: {path}: not valid YAML ({detail})") from None
         lines = [f"### {name}", "", f"`{path}` (sha256 `{digest}`)", ""]
         hp = config_hyperparameters(cfg) if isinstance(cfg, dict) else []
         lines += [f"- `{k}`: {json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v}" for k, v in hp]
@@ -510,6 +531,106 @@ def deploy_section(path: Path, precision: int) -> str:
     return "\n".join(out)
 
 
+def compute_section(langs: Sequence[str], reference: Optional[str],
+                    computes: Mapping[str, Any]) -> str:
+    """Training steps and utterances seen per system and language
+    (:mod:`espnet_pathways.reporting.compute_table`)."""
+    header, rows = compute_rows(computes, langs, reference)
+    note = ("Optimizer steps of every training run that made the system (its "
+            "`compute_sources`), summed; utterances seen = utterances in those steps' "
+            "batches. Extra steps: the steps of the runs that are not the "
+            f"{reference or 'reference'} system's own. See docs/results.md.")
+    return note + "\n\n" + md_table(header, rows, align_right_from=1)
+
+
+def claims_section(args: argparse.Namespace, systems: Sequence[SystemScores],
+                   langs: Sequence[str], computes: Mapping[str, Any]) -> str:
+    """The paper-claims table (:mod:`espnet_pathways.reporting.claims`)."""
+    low = [x for x in getattr(args, "low_resource_langs", "it,nl").split(",") if x in langs]
+    dense = args.reference_system or "dense"
+    wer = {s.name: {lang: s.rate(lang, "WER") for lang in langs} for s in systems}
+    exp_dirs = {s.name: s.exp_dir for s in systems if s.exp_dir.is_dir()}  # others: "not run"
+    results = claims.evaluate_all(claims.paper_claims(dense, low), exp_dirs, wer, langs, args.decode_dir,
+                             computes, resamples=getattr(args, "bootstrap_resamples", 2000),
+                             seed=getattr(args, "bootstrap_seed", 0))
+    overlap = load_json(Path(args.overlap_json), "mask overlap: ") if args.overlap_json else None
+    header, rows = claims.claims_rows(results, overlap)
+    chosen = claims.resolve_pathways(wer, langs)
+    test = ("MAPSSWE: sctk's `sc_stats` matched-pair sentence-segment word error test on the "
+            "pooled utterances of the claim's languages" if find_sc_stats() else
+            "sctk's `sc_stats` not found: p of record is the bootstrap's")
+    note = (f"Written by the pipeline from the score directories; rule in docs/results.md. "
+            f"\"pathways\" = the better of {' / '.join(claims.PATHWAY_SYSTEMS)} by average WER"
+            f" ({chosen or 'none run'}; chosen on the test set). Rel. diff = (system - baseline)"
+            f" / baseline of the unweighted average WER over the claim's languages. {test}; "
+            f"bootstrap: {getattr(args, 'bootstrap_resamples', 2000)} paired resamples of the "
+            f"utterances within each language, seed {getattr(args, 'bootstrap_seed', 0)}. "
+            f"Significant: p < {claims.ALPHA}.")
+    return note + "\n\n" + md_table(header, rows, align_right_from=99)
+
+
+def mask_groups_section(masks: Sequence[Tuple[str, str]], precision: int) -> str:
+    """Pairwise IoU (and mean overlap) of each mask set per layer group."""
+    parts = []
+    for name, p in masks:
+        path = Path(p)
+        if not path.is_file():
+            logger.warning("mask file %s of %s not found", path, name)
+            parts.append(f"### {name}\n\n`{path}`: {NA}")
+            continue
+        try:
+            langs, sparsity, overlap, iou = mask_group_tables(path)
+        except ValueError as e:
+            raise ResultsInputError(f"masks {name}: {e}") from None
+        prs = pairs(langs)
+        header = ["Layer group", "mean sparsity"] + [f"IoU {a}-{b}" for a, b in prs] + [
+            "mean IoU", "mean overlap"]
+        rows = []
+        for g in iou:
+            ious = [iou[g][a][b] for a, b in prs]
+            ovs = [overlap[g][a][b] for a in langs for b in langs if a != b]
+            rows.append([g, fmt_pct_fraction(sum(sparsity[g].values()) / len(langs), precision)]
+                        + [fmt(v, precision + 2) for v in ious]
+                        + [fmt(sum(ious) / len(ious), precision + 2) if ious else NA,
+                           fmt(sum(ovs) / len(ovs), precision + 2) if ovs else NA])
+        parts.append(f"### {name} (`{path}`)\n\n" + md_table(header, rows))
+    return "\n\n".join(parts)
+
+
+def mask_drift_section(path: Path, precision: int) -> Optional[str]:
+    """IoU of each language pair at the start and the end of dynamic pathway training."""
+    try:
+        drift = load_mask_drift(path)
+    except ValueError as e:
+        raise ResultsInputError(str(e)) from None
+    if not drift:
+        logger.warning("no mask drift in %s", path)
+        return None
+    prs = list(dict.fromkeys(p for se in drift.values() for when in se.values() for p in when))
+    header = ["Layer group"] + [f"{p} start -> end" for p in prs]
+    rows = []
+    for g, se in drift.items():
+        row = [g]
+        for p in prs:
+            a, b = se.get("start", {}).get(p), se.get("end", {}).get(p)
+            row.append(f"{fmt(a, precision + 2)} -> {fmt(b, precision + 2)}")
+        rows.append(row)
+    out = (f"Source: `{path}` (pairwise IoU of the language masks when dynamic pathway "
+           "training starts and when it ends)\n\n" + md_table(header, rows))
+    per_lang = load_drift_per_language(path)
+    if per_lang:
+        langs = list(dict.fromkeys(lang for v in per_lang.values() for lang in v))
+        prow = []
+        if "changed_fraction" in per_lang:
+            prow.append(["changed (1 - IoU start/end)"]
+                        + [fmt_pct_fraction(per_lang["changed_fraction"].get(lang), precision) for lang in langs])
+        if "revived" in per_lang:
+            prow.append(["weights revived"]
+                        + [fmt_count(per_lang["revived"].get(lang)) for lang in langs])
+        out += "\n\nPer language:\n\n" + md_table([""] + langs, prow)
+    return out
+
+
 def build_markdown(args: argparse.Namespace) -> str:
     langs = [x for x in args.langs.split(",") if x]
     systems = [load_system(n, Path(p), args.decode_dir, langs) for n, p in args.system]
@@ -524,17 +645,28 @@ def build_markdown(args: argparse.Namespace) -> str:
         "",
         "## Results",
         "",
-        results_table(systems, langs, p, args.reference_system),
+        results_table(systems, langs, p, args.reference_system,
+                      getattr(args, "extra_reference", None) or ()),
         "",
         "### Details",
         "",
         details_table(systems, langs, p),
     ]
+    computes = load_compute([(n, Path(d)) for n, d in args.system])
+    if getattr(args, "claims", True):
+        out += ["", "## Paper claims", "", claims_section(args, systems, langs, computes)]
+    out += ["", "## Training compute", "", compute_section(langs, args.reference_system, computes)]
     sp = sparsity_table(systems, langs, p)
     if sp is not None:
         out += ["", "## Sparsity and parameters", "", sp]
     if args.overlap_json:
         out += ["", "## Mask overlap", "", overlap_section(Path(args.overlap_json), p)]
+    if getattr(args, "masks", None):
+        out += ["", "## Mask overlap per layer group", "", mask_groups_section(args.masks, p)]
+    if getattr(args, "mask_drift", None):
+        drift = mask_drift_section(Path(args.mask_drift), p)
+        if drift is not None:
+            out += ["", "## Mask drift (dynamic pathways)", "", drift]
     rtf = rtf_section(args.system, args.decode_dir, langs)
     if rtf is not None:
         out += ["", "## Streaming decoding speed", "", rtf]

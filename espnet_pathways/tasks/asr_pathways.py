@@ -17,7 +17,7 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import torch
 from typeguard import typechecked
@@ -166,7 +166,6 @@ def pathway_builders(encoder_type: Optional[str], languages: Sequence[str]) -> I
         return build_encoder(encoder_type, input_size, encoder_conf)
 
     def model(**kwargs: Any) -> PathwayTransducerModel:
-        draw_discarded_auxiliary_layers(kwargs)
         return PathwayTransducerModel(languages=languages, **kwargs)
 
     with substituted(espnet_task, Encoder=encoder, ESPnetASRTransducerModel=model):
@@ -190,18 +189,3 @@ def substituted(module: ModuleType, **names: Any) -> Iterator[None]:
     finally:
         for name, value in saved.items():
             setattr(module, name, value)
-
-
-def draw_discarded_auxiliary_layers(model_kwargs: Mapping[str, Any]) -> None:
-    """Draw (and drop) the random initial weights of the auxiliary CTC / LM output layers.
-
-    Why: the builder of earlier versions made ESPnet's model first and then ours around
-    its modules, so these two layers were initialised twice and the second draw was
-    kept.  Drawing the first one here keeps a given seed giving the same initial weights
-    -- hence the same trained models and results -- as models trained before.
-    """
-    vocab_size = model_kwargs["vocab_size"]
-    if model_kwargs.get("auxiliary_ctc_weight", 0.0) > 0:
-        torch.nn.Linear(model_kwargs["encoder"].output_size, vocab_size)
-    if model_kwargs.get("auxiliary_lm_loss_weight", 0.0) > 0:
-        torch.nn.Linear(model_kwargs["decoder"].output_size, vocab_size)

@@ -19,14 +19,20 @@ Options (defaults in brackets; see docs/recipe.md):
   --ngpu N                    GPUs for training, 0 = CPU [0]
   --languages \"l1 l2 ...\"     language codes, order = language ids
   --local_data_opts \"...\"     options for local/data.sh
+  --check_splits true|false   stage 1: fail if a dev/test speaker, voice or sentence is in train [true]
   --token_mode shared|merged  one sentencepiece model, or merged per-language pieces [shared]
   --nbpe N                    pieces (per language if merged) [256]
   --dense_config FILE         dense training config
   --decode_config FILE        decoding config
   --systems \"name ...\"        systems trained, decoded, scored and tabulated
                               (e.g. \"dense\": the dense model alone)
-                              [dense dense_small lsp_imp lsp_lth lap pathways_imp pathways_lth pathways_random]
+                              [dense dense_ft lsp_imp lap pathways_imp pathways_random pathways_dynamic]
+                              also available: dense_small lsp_lth pathways_lth
   --target_sparsity S         per-language sparsity of every pruned system [0.7]
+  --lsp_prune_every_candidates \"T ...\"  LSP-IMP pruning intervals tried per language, the
+                              one with the lowest dev loss kept [\"\": the config's]
+  --match_compute true|false  pathway stage, dense_ft and pathways_random take the LSP
+                              stage's total steps (false: --pathways_config's) [true]
   --dynamic_init mid|lap      pathways_dynamic starts from the dense model's middle-sparsity
                               magnitude mask, or from the LAP masks (stage 8) [mid]
   --deploy_max_utts N         stage 16 (fp32 vs int8 table): test utterances per language [40]
@@ -43,6 +49,7 @@ cmd_backend=local            # see cmd.sh
 expdir=exp
 dumpdir=dump
 skip_data_prep=false
+check_splits=true            # stage 1: fail if a dev/test speaker, voice or sentence is in train
 # Data
 languages=""
 train_set=train
@@ -63,12 +70,15 @@ inference_model=valid.loss.best.pth  # short runs: averaging in early epochs hur
 dense_small_config=conf/train_dense_small.yaml
 prune_config=conf/prune_lsp.yaml         # language-specific pruning (one run per language)
 lap_config=conf/prune_lap.yaml           # language-agnostic pruning (pooled data)
-pathways_config=conf/train_pathways.yaml # joint pathway training from the dense weights
-pathways_dynamic_config=conf/train_pathways_dynamic.yaml  # dynamic pathways: overrides on top of pathways_config
-dynamic_init=mid                         # dynamic pathways start: mid (magnitude) | lap (stage 8 masks)
+pathways_config=conf/train_pathways.yaml # joint pathway training from the dense weights;
+                                         # also dense_ft and pathways_random (same schedule)
+dynamic_config=conf/train_pathways_dynamic.yaml  # dynamic pathways (skipped if absent)
+dynamic_init=mid                         # pathways_dynamic start: mid (magnitude) | lap (stage 8 masks)
 target_sparsity=0.7
+lsp_prune_every_candidates=""            # e.g. "20 30 50": LSP-IMP interval chosen on dev
+match_compute=true                       # pathway stage steps = the LSP stage's total steps
+random_pruning_fraction=0.3              # pathways_random: rounds of gradual random pruning
 lth_rewind_step=0                        # LTH: rewind survivors to the dense weights
-random_seed=0
 pruned_inference_model=latest.pth        # pruning runs: the model at the final masks
 # Decoding
 decode_config=conf/decode.yaml
@@ -90,8 +100,16 @@ hf_repo=""                   # stage 17: Hugging Face repo id, e.g. user/espnet_
 [ -f cmd.sh ] && . ./cmd.sh
 utils=$(cd "$(dirname "$0")" && pwd)/utils
 : "${decode_cmd:=${utils}/run_local.sh}"
-all_systems="${dense_tag} dense_small lsp_imp lsp_lth lap pathways_imp pathways_lth pathways_random"
-systems=${systems:-$all_systems}
+# The default run compares what the paper's claims need within the CPU budget
+# (docs/recipe.md, "Systems"); the others stay available through --systems.
+default_systems="${dense_tag} dense_ft lsp_imp lap pathways_imp pathways_random pathways_dynamic"
+all_systems="${default_systems} dense_small lsp_lth pathways_lth"
+systems=${systems:-$default_systems}
+for s in ${systems}; do
+  case " ${all_systems} " in *" ${s} "*) ;;
+    *) echo "$0: unknown system '${s}' in --systems; known: ${all_systems}" >&2; exit 1 ;;
+  esac
+done
 
 data_feats=${dumpdir}/raw
 if [ "$token_mode" = shared ]; then
@@ -146,6 +164,17 @@ common_train_args() {
 stage_data() {
   if "$skip_data_prep"; then log "skip_data_prep=true: using data/ as it is"; return; fi
   local/data.sh ${local_data_opts}
+  # Leak check (docs/corpus.md): no dev/test speaker, voice (spk2voice) or sentence in
+  # train; run when the data dirs have utt2spk and text (--check_splits false: skip it,
+  # e.g. for a corpus that keeps a seen-speaker set or shares short sentences on purpose).
+  "$check_splits" || return 0
+  local held=() d
+  for d in ${valid_set} ${test_sets}; do
+    [ -f "data/${d}/utt2spk" ] && [ -f "data/${d}/text" ] && held+=("data/${d}")
+  done
+  if [ -f "data/${train_set}/utt2spk" ] && [ -f "data/${train_set}/text" ] && [ ${#held[@]} -gt 0 ]; then
+    ${python} -m espnet_pathways.bin.check_splits --train "data/${train_set}" --held_out "${held[@]}"
+  fi
 }
 
 # A data fault (missing/unreadable/stereo audio, no words in the transcript) skips the
@@ -245,21 +274,103 @@ stage_train_dense() {
 
 dense_model() { echo "${expdir}/asr_${dense_tag}/${inference_model}"; }
 
-stage_train_dense_small() {
-  wanted dense_small || { skip; return; }
-  train_system dense_small "$dense_small_config"
+# config_value FILE KEY: a top-level value of a YAML config (empty if absent).
+config_value() {
+  ${python} -c 'import sys, yaml; v = (yaml.safe_load(open(sys.argv[1])) or {}).get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"
+}
+
+# Compute matching: the pathway stage (and dense_ft, pathways_random) takes as many
+# optimizer steps as the LSP stage adds in all: (number of languages) x (steps of one LSP
+# run = num_iters_per_epoch x max_epoch of --prune_config).  Each run keeps its config's
+# max_epoch and LR schedule; num_iters_per_epoch is set to reach that total.
+matched_steps() {
+  local iters epochs n
+  iters=$(config_value "$prune_config" num_iters_per_epoch)
+  epochs=$(config_value "$prune_config" max_epoch)
+  [ -n "$iters" ] && [ -n "$epochs" ] || {
+    echo "$0: ${prune_config} needs num_iters_per_epoch and max_epoch (the LSP steps the" \
+         "pathway stage is matched to)" >&2; exit 1; }
+  n=$(echo ${languages} | wc -w)
+  echo $((n * iters * epochs))
+}
+
+# pathway_steps: the steps of a run of --pathways_config (matched, or its config's).
+pathway_steps() {
+  if "$match_compute"; then matched_steps; return; fi
+  local iters epochs
+  iters=$(config_value "$pathways_config" num_iters_per_epoch)
+  epochs=$(config_value "$pathways_config" max_epoch)
+  [ -n "$iters" ] && [ -n "$epochs" ] || {
+    echo "$0: ${pathways_config} needs num_iters_per_epoch and max_epoch" >&2; exit 1; }
+  echo $((iters * epochs))
+}
+
+matched_args() {  # --num_iters_per_epoch for a run of --pathways_config
+  "$match_compute" || return 0
+  local total epochs
+  total=$(matched_steps); epochs=$(config_value "$pathways_config" max_epoch)
+  [ -n "$epochs" ] || { echo "$0: ${pathways_config} needs max_epoch" >&2; exit 1; }
+  echo "--num_iters_per_epoch $(( (total + epochs - 1) / epochs ))"
+}
+
+# Dense baselines beside the dense model: dense_ft (the dense model continued on the
+# pooled data for the pathway stage's steps and schedule: --pathways_config without
+# masks) and dense_small (about as many parameters as one pathway).
+stage_train_dense_baselines() {
+  wanted dense_ft dense_small || { skip; return; }
+  if wanted dense_ft; then
+    local match; match=$(matched_args)  # (an assignment: a failure stops the script)
+    train_system dense_ft "$pathways_config" --init_param "$(dense_model)" ${match}
+  fi
+  if wanted dense_small; then train_system dense_small "$dense_small_config"; fi
+}
+
+# lsp_imp_dirs: the LSP-IMP runs behind exp/asr_lsp_imp_<lang> (all sweep candidates).
+lsp_runs() {
+  local kind=$1 lang=$2
+  if [ "$kind" = imp ] && [ -n "$lsp_prune_every_candidates" ]; then
+    for t in ${lsp_prune_every_candidates}; do echo "asr_lsp_imp_${lang}_every${t}"; done
+  else
+    echo "asr_lsp_${kind}_${lang}"
+  fi
 }
 
 # Language-specific pruning: IMP (and LTH) of the dense model on each language alone.
+# With --lsp_prune_every_candidates, IMP runs once per interval and language, and
+# exp/asr_lsp_imp_<lang> links to the run with the lowest dev loss at its final masks
+# (the choices: exp/lsp_prune_every.tsv).
 stage_lsp() {
-  wanted lsp_imp lsp_lth pathways_imp pathways_lth pathways_random || { skip; return; }
+  wanted lsp_imp lsp_lth pathways_imp pathways_lth || { skip; return; }
   local prune="--init_param $(dense_model) --pruning_target_sparsity ${target_sparsity}"
+  [ -n "$lsp_prune_every_candidates" ] && : >"${expdir}/lsp_prune_every.tsv.tmp"
   for lang in ${languages}; do
-    sub=_${lang} train_system "lsp_imp_${lang}" "$prune_config" ${prune} \
-      --pruning imp --pruning_languages "$lang"
-    sub=_${lang} train_system "lsp_lth_${lang}" "$prune_config" ${prune} \
-      --pruning lth --lth_rewind_step "$lth_rewind_step" --pruning_languages "$lang"
+    if wanted lsp_imp pathways_imp && [ -z "$lsp_prune_every_candidates" ]; then
+      sub=_${lang} train_system "lsp_imp_${lang}" "$prune_config" ${prune} \
+        --pruning imp --pruning_languages "$lang"
+    elif wanted lsp_imp pathways_imp; then
+      local cands=()
+      for t in ${lsp_prune_every_candidates}; do
+        sub=_${lang} train_system "lsp_imp_${lang}_every${t}" "$prune_config" ${prune} \
+          --pruning imp --pruning_languages "$lang" --pruning_every "$t"
+        cands+=("${expdir}/asr_lsp_imp_${lang}_every${t}")
+      done
+      local best link=${expdir}/asr_lsp_imp_${lang}
+      best=$(${python} -m espnet_pathways.bin.select_on_dev --epoch last \
+        --table "${expdir}/lsp_prune_every_${lang}.tsv" "${cands[@]}")
+      if [ -d "$link" ] && [ ! -L "$link" ]; then
+        echo "$0: ${link} is a run of its own; remove it to use the interval sweep" >&2; exit 1
+      fi
+      ln -sfn "$(basename "$best")" "$link"
+      printf '%s\t%s\n' "$lang" "${best##*_every}" >>"${expdir}/lsp_prune_every.tsv.tmp"
+      log "LSP-IMP ${lang}: pruning interval ${best##*_every} chosen on dev (${expdir}/lsp_prune_every_${lang}.tsv)"
+    fi
+    if wanted lsp_lth pathways_lth; then
+      sub=_${lang} train_system "lsp_lth_${lang}" "$prune_config" ${prune} \
+        --pruning lth --lth_rewind_step "$lth_rewind_step" --pruning_languages "$lang"
+    fi
   done
+  [ -n "$lsp_prune_every_candidates" ] && mv "${expdir}/lsp_prune_every.tsv.tmp" "${expdir}/lsp_prune_every.tsv"
+  return 0
 }
 
 # Language-agnostic pruning: IMP on the pooled data, one mask shared by all languages.
@@ -269,42 +380,61 @@ stage_lap() {
     --pruning_shared true --pruning_target_sparsity "${target_sparsity}"
 }
 
-# Mask sets for pathway training: the LSP masks combined, and random masks.
+# Mask sets for pathway training: the LSP masks combined, and their overlap.
 stage_masks() {
-  wanted pathways_imp pathways_lth pathways_random || { skip; return; }
+  wanted lsp_imp lsp_lth pathways_imp pathways_lth || { skip; return; }
   local m=${expdir}/masks; mkdir -p "$m"
   for kind in imp lth; do
+    wanted "lsp_${kind}" "pathways_${kind}" || continue
     local specs=()
     for lang in ${languages}; do specs+=("${lang}=${expdir}/asr_lsp_${kind}_${lang}/masks.pth"); done
     ${python} -m espnet_pathways.bin.pathway_masks combine --out "${m}/lsp_${kind}.pth" "${specs[@]}"
   done
-  ${python} -m espnet_pathways.bin.pathway_masks random --like "${m}/lsp_imp.pth" \
-    --seed "$random_seed" --out "${m}/random.pth"
-  ${python} -m espnet_pathways.bin.pathway_masks inspect "${m}/lsp_imp.pth" \
-    --overlap_json "${m}/overlap.json" | tee "${m}/lsp_imp.summary.txt"
+  if [ -f "${m}/lsp_imp.pth" ]; then
+    ${python} -m espnet_pathways.bin.pathway_masks inspect "${m}/lsp_imp.pth" \
+      --overlap_json "${m}/overlap.json" | tee "${m}/lsp_imp.summary.txt"
+  fi
 }
 
-# Pathway training: dense weights, per-language masks, all languages jointly.
+# Pathway training: dense weights, per-language masks, all languages jointly, for the
+# LSP stage's total steps.  pathways_random: the same run from the dense model with
+# each language's mask reached by gradual random pruning (--pruning random: rounds of
+# --random_pruning_fraction until --target_sparsity by half of the steps, then fixed
+# masks), so it is a trained sparse network with the same steps and schedule.
 stage_pathways() {
   wanted pathways_imp pathways_lth pathways_random pathways_dynamic || { skip; return; }
-  for kind in imp lth random; do
+  local match total; match=$(matched_args); total=$(pathway_steps)
+  for kind in imp lth; do
     wanted "pathways_${kind}" || continue
-    local masks=${expdir}/masks/lsp_${kind}.pth
-    [ "$kind" = random ] && masks=${expdir}/masks/random.pth
     train_system "pathways_${kind}" "$pathways_config" --init_param "$(dense_model)" \
-      --pathway_masks "$masks"
+      --pathway_masks "${expdir}/masks/lsp_${kind}.pth" ${match}
   done
-  stage_pathways_dynamic
+  if wanted pathways_random; then
+    local rounds every
+    rounds=$(${python} -c 'import sys; from espnet_pathways.pruning import IMPSchedule; print(IMPSchedule(float(sys.argv[1]), float(sys.argv[2]), 1).num_rounds)' \
+      "$target_sparsity" "$random_pruning_fraction")
+    every=$(( total / (2 * rounds) )); [ "$every" -ge 1 ] || every=1
+    log "pathways_random: ${rounds} rounds of random pruning every ${every} of ${total} steps"
+    train_system pathways_random "$pathways_config" --init_param "$(dense_model)" \
+      --pruning random --pruning_target_sparsity "$target_sparsity" \
+      --pruning_fraction "$random_pruning_fraction" --pruning_every "$every" ${match}
+  fi
+  if wanted pathways_dynamic; then train_dynamic "$match"; fi
 }
 
-# Dynamic pathways (docs/dynamic_pathways.md): the fixed pathway config plus the dynamic
-# overrides, from the dense weights; no per-language pruning run.  The final masks are
-# exp/asr_pathways_dynamic/masks.pth (decoded with latest.pth, like a pruning run's).
-stage_pathways_dynamic() {
-  wanted pathways_dynamic || return 0
-  [ -f "$pathways_dynamic_config" ] || { log "pathways_dynamic: no ${pathways_dynamic_config}; skipped"; return 0; }
+# Dynamic ASR pathways (docs/dynamic_pathways.md), trained only when its config exists.
+# The config holds only overrides (--pruning dynamic and its options) on top of
+# --pathways_config, so the model, steps and language sampling are the fixed pathway
+# run's; it starts from the dense weights and (--dynamic_init lap) the LAP masks.  The
+# final masks are exp/asr_pathways_dynamic/masks.pth (used with latest.pth, like a
+# pruning run's).  train_dynamic MATCHED_ARGS
+train_dynamic() {
+  if [ ! -f "$dynamic_config" ]; then
+    log "pathways_dynamic: no ${dynamic_config}; not trained (and not decoded or reported)"
+    return
+  fi
   local overrides start=()
-  overrides=$(${python} -m espnet_pathways.bin.dynamic_overrides "$pathways_dynamic_config") || exit 1
+  overrides=$(${python} -m espnet_pathways.bin.dynamic_overrides "$dynamic_config") || exit 1
   case "$dynamic_init" in
     mid) ;;
     lap) start=(--pathway_masks "${expdir}/asr_lap/masks.pth") ;;
@@ -312,7 +442,46 @@ stage_pathways_dynamic() {
   esac
   # shellcheck disable=SC2086
   train_system pathways_dynamic "$pathways_config" --init_param "$(dense_model)" \
-    --pruning_target_sparsity "$target_sparsity" ${overrides} "${start[@]}"
+    --pruning_target_sparsity "$target_sparsity" ${overrides} $1 "${start[@]}"
+}
+
+# The systems of --systems that have a model: pathways_dynamic is optional (see above).
+trained_systems() {
+  local s out=()
+  for s in ${systems}; do
+    if [ "$s" = pathways_dynamic ] && [ ! -f "${expdir}/asr_${s}/.done" ]; then continue; fi
+    out+=("$s")
+  done
+  echo "${out[*]}"
+}
+
+# compute_sources SYSTEM: the training runs (exp dir names, siblings in ${expdir}) whose
+# compute.json counts toward SYSTEM: the dense model and every run after it.
+compute_sources() {
+  local s=$1 lang kind
+  if [ "$s" = dense_small ]; then echo asr_dense_small; return; fi  # trained from scratch
+  echo "asr_${dense_tag}"
+  case "$s" in
+    "${dense_tag}") ;;
+    lsp_imp|lsp_lth|pathways_imp|pathways_lth)
+      kind=${s#*_}
+      for lang in ${languages}; do lsp_runs "$kind" "$lang"; done
+      case "$s" in pathways_*) echo "asr_${s}" ;; esac ;;
+    pathways_dynamic)
+      # started from the LAP mask: LAP's steps count too
+      if grep -q "asr_lap/" "${expdir}/asr_${s}/config.yaml" 2>/dev/null; then echo asr_lap; fi
+      echo "asr_${s}" ;;
+    *) echo "asr_${s}" ;;
+  esac
+}
+
+write_compute_sources() {
+  local s
+  for s in $(trained_systems); do
+    mkdir -p "${expdir}/asr_${s}"
+    compute_sources "$s" >"${expdir}/asr_${s}/compute_sources.tmp"
+    mv "${expdir}/asr_${s}/compute_sources.tmp" "${expdir}/asr_${s}/compute_sources"
+  done
 }
 
 # decode_system TAG: streaming decoding of the test sets, every utterance in its own
@@ -382,13 +551,13 @@ decode_lsp() {
 }
 
 stage_decode() {
-  for s in ${systems}; do
+  for s in $(trained_systems); do
     case "$s" in lsp_*) decode_lsp "$s" ;; *) decode_system "$s" ;; esac
   done
 }
 
 stage_score() {
-  for s in ${systems}; do
+  for s in $(trained_systems); do
     for t in ${test_sets}; do
       for lang in ${languages}; do
         local data=${data_feats}/${t}_${lang} out=${expdir}/asr_${s}/${decode_tag}/${t}_${lang}
@@ -410,11 +579,12 @@ system_info() {
     lsp_*) local l=${languages%% *}; dir=${expdir}/asr_${s}_${l}
            ${python} -m espnet_pathways.bin.pathway_masks info --model_file "${dir}/${pruned_inference_model}" \
              --masks "${expdir}/masks/${s}.pth" --out "${expdir}/asr_${s}/system_info.json" ;;
-    lap|pathways_dynamic) ${python} -m espnet_pathways.bin.pathway_masks info --model_file "${dir}/${pruned_inference_model}" \
+    lap) ${python} -m espnet_pathways.bin.pathway_masks info --model_file "${dir}/${pruned_inference_model}" \
            --masks "${dir}/masks.pth" --out "${dir}/system_info.json" ;;
-    pathways_*) local m=${expdir}/masks/lsp_${s#pathways_}.pth
-           [ "$s" = pathways_random ] && m=${expdir}/masks/random.pth
-           ${python} -m espnet_pathways.bin.pathway_masks info --model_file "${dir}/${inference_model}" \
+    pathways_*) local m=${expdir}/masks/lsp_${s#pathways_}.pth model=${dir}/${inference_model}
+           # a run that made its own masks (random, dynamic): those, at its last epoch
+           if [ -f "${dir}/masks.pth" ]; then m=${dir}/masks.pth; model=${dir}/${pruned_inference_model}; fi
+           ${python} -m espnet_pathways.bin.pathway_masks info --model_file "$model" \
              --masks "$m" --out "${dir}/system_info.json" ;;
     *) ${python} -m espnet_pathways.bin.pathway_masks info --model_file "${dir}/${inference_model}" \
          --out "${dir}/system_info.json" ;;
@@ -423,29 +593,42 @@ system_info() {
 
 stage_results() {
   local args=()
-  for s in ${systems}; do [ -d "${expdir}/asr_${s}" ] && system_info "$s"; done
-  for s in ${systems}; do args+=(--system "${s}=${expdir}/asr_${s}"); done
+  write_compute_sources
+  for s in $(trained_systems); do [ -d "${expdir}/asr_${s}" ] && system_info "$s"; done
+  for s in $(trained_systems); do args+=(--system "${s}=${expdir}/asr_${s}"); done
   local configs="${dense_tag}=${dense_config} dense_small=${dense_small_config} lsp=${prune_config}"
   configs+=" lap=${lap_config} pathways=${pathways_config}"
   for c in ${result_configs:-$configs}; do args+=(--config "$c"); done
   [ -f data/local/corpus_summary.tsv ] && args+=(--data_summary data/local/corpus_summary.tsv)
   [ -f "${expdir}/masks/overlap.json" ] && args+=(--overlap_json "${expdir}/masks/overlap.json")
+  for m in lsp_imp lsp_lth; do  # overlap/IoU per layer group
+    [ -f "${expdir}/masks/${m}.pth" ] && args+=(--masks "${m}=${expdir}/masks/${m}.pth")
+  done
+  [ -f "${expdir}/asr_pathways_dynamic/masks.pth" ] &&  # the masks dynamic training ended with
+    args+=(--masks "pathways_dynamic=${expdir}/asr_pathways_dynamic/masks.pth")
+  local drift=${expdir}/asr_pathways_dynamic/mask_drift.json
+  [ -f "$drift" ] && args+=(--mask_drift "$drift")
   [ -f "${expdir}/deploy/deploy.tsv" ] && args+=(--deploy_table "${expdir}/deploy/deploy.tsv")
+  wanted dense_ft && args+=(--extra_reference dense_ft)  # the compute-matched dense baseline
   ${python} -m espnet_pathways.bin.make_results --out "$results" "${args[@]}" \
     --decode_dir "$decode_tag" --langs "$(echo ${languages} | tr ' ' ',')" \
     --reference_system "$dense_tag" --stage_times "$times"
   log "Wrote ${results}"
   sed -n '/^## Results/,/^## /p' "$results" | head -n 30
+  sed -n '/^## Paper claims/,/^## /p' "$results" | grep '^|' || true
 }
 
-# Figures: mask overlap per layer group and per-layer sparsity of the LSP mask sets, WER
-# per system and language, ESPnet's training curves -> ${expdir}/plots/index.md.
+# Figures: mask overlap and IoU per layer group and per-layer sparsity of the LSP mask
+# sets, the dynamic pathway masks' drift, WER per system and language, ESPnet's training
+# curves -> ${expdir}/plots/index.md.
 stage_plots() {
-  local args=(--out_dir "${expdir}/plots" --results_dir "$expdir" --systems "$systems"
+  local args=(--out_dir "${expdir}/plots" --results_dir "$expdir" --systems "$(trained_systems)"
               --decode_dir "$decode_tag" --langs "$(echo ${languages} | tr ' ' ',')")
   for m in "${expdir}/masks/lsp_imp.pth" "${expdir}/masks/lsp_lth.pth"; do
     [ -f "$m" ] && args+=(--masks "$m")
   done
+  local drift=${expdir}/asr_pathways_dynamic/mask_drift.json
+  [ -f "$drift" ] && args+=(--mask_drift "$drift")
   ${python} -m espnet_pathways.bin.make_plots "${args[@]}"
   log "Plots: ${expdir}/plots/index.md"
 }
@@ -457,9 +640,8 @@ stage_pack() {
     wanted "$s" || { log "${s}: not in --systems; not packed"; continue; }
     local dir=${expdir}/asr_${s}
     local masks=${expdir}/masks/lsp_${s#pathways_}.pth model=${dir}/${inference_model}
-    [ "$s" = pathways_random ] && masks=${expdir}/masks/random.pth
-    # dynamic pathways: the masks the run ended with, and the weights they were trained to
-    [ "$s" = pathways_dynamic ] && { masks=${dir}/masks.pth; model=${dir}/${pruned_inference_model}; }
+    # a run that made its own masks (random, dynamic, LAP): those, at its last epoch
+    if [ -f "${dir}/masks.pth" ]; then masks=${dir}/masks.pth; model=${dir}/${pruned_inference_model}; fi
     local margs=() compact=false
     if [ -f "$masks" ]; then margs=(--pathway_masks "$masks"); compact=$pack_compact; fi
     # written under a temporary name: a failed pack keeps an earlier ${s}.zip
@@ -505,11 +687,11 @@ run_stage 2 "check and format data dirs" stage_format
 run_stage 3 "output vocabulary" stage_tokens
 run_stage 4 "feature statistics and shapes" stage_stats
 run_stage 5 "train the dense multilingual transducer" stage_train_dense
-run_stage 6 "train the dense-small baseline" stage_train_dense_small
+run_stage 6 "dense baselines (dense_ft, dense_small)" stage_train_dense_baselines
 run_stage 7 "language-specific pruning (LSP: IMP, LTH)" stage_lsp
 run_stage 8 "language-agnostic pruning (LAP)" stage_lap
-run_stage 9 "pathway masks (combine, random, overlap)" stage_masks
-run_stage 10 "pathway training (IMP, LTH, random masks)" stage_pathways
+run_stage 9 "pathway masks (combine, overlap)" stage_masks
+run_stage 10 "pathway training (IMP, LTH, random, dynamic)" stage_pathways
 run_stage 11 "streaming decoding" stage_decode
 run_stage 12 "scoring (WER, CER)" stage_score
 run_stage 13 "RESULTS.md" stage_results

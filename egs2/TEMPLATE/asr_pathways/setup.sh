@@ -11,7 +11,7 @@ log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (setup.sh) $*"; }
 
 apt_packages=(sox libsox-fmt-all espeak-ng festival festvox-kallpc16k festvox-kdlpc16k
   festvox-us-slt-hts festvox-italp16k festvox-itapc16k flite sctk fillets-ng-data
-  fillets-ng-data-nl)
+  fillets-ng-data-nl fillets-ng-data-cs)
 if [ -z "${SKIP_APT:-}" ]; then
   missing=()
   for p in "${apt_packages[@]}"; do

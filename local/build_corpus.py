@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Build the embedded en/fr/it/nl corpus as Kaldi-style data directories.
+"""Build the embedded corpus (default en/fr/it/nl; also cs) as Kaldi-style data dirs.
 
-Example::
+Run by ``local/data.sh`` (which checks the Debian packages first); directly::
 
-    python -m espnet_pathways.bin.build_corpus --nj 2 --seed 0 --out_dir data
+    PYTHONPATH=. python local/build_corpus.py --nj 2 --seed 0 --out_dir data
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sys
 import time
 from typing import List, Optional
 
+from embedded_corpus.build import CorpusError, Options, build
 from espnet_pathways.bin._cli import run
-from espnet_pathways.corpus.build import CorpusError, Options, build
 from espnet_pathways.text import SUPPORTED_LANGS
 
 
@@ -41,6 +41,9 @@ def get_parser() -> argparse.ArgumentParser:
                         "('none' = all)")
     p.add_argument("--voices_per_line", type=int, default=d.voices_per_line,
                    help="synthetic speakers per line (en/fr/it)")
+    p.add_argument("--recorded_tts_fraction", type=float, default=d.recorded_tts_fraction,
+                   help="fraction of recorded (nl/cs) train lines also spoken by one "
+                        "synthetic train voice")
     p.add_argument("--max_duration", type=float, default=d.max_duration,
                    help="drop utterances longer than this (seconds)")
     p.add_argument("--min_duration", type=float, default=d.min_duration,
@@ -48,9 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed, help="random seed")
     p.add_argument("--nj", type=int, default=d.nj, help="number of parallel jobs")
     p.add_argument("--dev_fraction", type=float, default=d.dev_fraction,
-                   help="fraction of dialogue keys in dev")
+                   help="fraction of the dialogue keys of non-held-out characters in dev")
     p.add_argument("--test_fraction", type=float, default=d.test_fraction,
-                   help="fraction of dialogue keys in test")
+                   help="fraction of the dialogue keys of non-held-out characters in test")
     p.add_argument("--low_resource_lang", type=_optional_str, default=d.low_resource_lang,
                    help="language whose train lines are subsampled ('none' to disable)")
     p.add_argument("--low_resource_fraction", type=float, default=d.low_resource_fraction,

@@ -8,7 +8,8 @@ Each level has ``script/<level>/dialogs_<lang>.lua`` made of calls like::
 Calls may span lines and strings use Lua escapes (``\\"``, ``\\\\``).  Calls built
 with Lua expressions (``dialogId("key"..i, "", "")``) are not literal and are
 ignored by the regex.  The dialogue key is ``(level, id)`` because ids repeat
-across levels.
+across levels.  Czech, the game's original language, is stored like a translation
+(``dialogs_cs.lua`` with ``dialogStr``; ``dialogs.lua`` only loads the language file).
 """
 
 from __future__ import annotations
@@ -83,13 +84,14 @@ def load_language(lang: str, root: Path = FILLETS_ROOT) -> Dict[Key, Dialog]:
     return result
 
 
-def nl_recording(key: Key, root: Path = FILLETS_ROOT) -> Path:
-    """Path of the recorded Dutch utterance for a dialogue key (may not exist)."""
-    return root / "sound" / key[0] / "nl" / f"{key[1]}.ogg"
+def recording(key: Key, lang: str, root: Path = FILLETS_ROOT) -> Path:
+    """Path of the game's recorded utterance of a dialogue key in ``lang`` (nl from
+    ``fillets-ng-data-nl``, cs from ``fillets-ng-data-cs``); it may not exist."""
+    return root / "sound" / key[0] / lang / f"{key[1]}.ogg"
 
 
 def character(dialog_id: str) -> str:
-    """Character code of a dialogue id, used as the Dutch speaker.
+    """Character code of a dialogue id, used as the speaker of a recording.
 
     Ids look like ``<level-abbr>-<char>-<name>`` (``let-m-divna``: m = small
     fish, v = big fish); two-field ids (``m-uvedomit``) start with the

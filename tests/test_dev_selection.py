@@ -1,0 +1,51 @@
+"""Choosing among candidate runs on the dev loss ESPnet recorded in their checkpoints."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from espnet2.train.reporter import Reporter
+
+from espnet_pathways.dev_selection import dev_loss, select_on_dev
+
+
+def fake_run(path, losses):
+    """An exp dir whose checkpoint.pth reporter saw these per-epoch dev losses."""
+    reporter = Reporter()
+    for epoch, loss in enumerate(losses, start=1):
+        reporter.set_epoch(epoch)
+        with reporter.observe("valid") as sub:
+            sub.register({"loss": torch.tensor(loss)})
+            sub.next()
+    path.mkdir()
+    torch.save({"reporter": reporter.state_dict()}, path / "checkpoint.pth")
+    return path
+
+
+def test_last_or_best_epoch_and_the_lowest_run_wins(tmp_path):
+    a = fake_run(tmp_path / "every20", [50.0, 40.0, 45.0])
+    b = fake_run(tmp_path / "every40", [48.0, 44.0, 43.0])
+    assert dev_loss(a, "last") == pytest.approx(45.0)
+    assert dev_loss(a, "best") == pytest.approx(40.0)
+    assert select_on_dev([a, b], "last")[0] == b  # a pruning run: its final masks
+    assert select_on_dev([a, b], "best")[0] == a
+
+
+def test_cli_prints_the_choice_and_names_an_untrained_candidate(tmp_path):
+    a = fake_run(tmp_path / "every20", [50.0])
+    b = fake_run(tmp_path / "every40", [30.0])
+    cmd = [sys.executable, "-m", "espnet_pathways.bin.select_on_dev", "--table",
+           str(tmp_path / "choice.tsv")]
+    out = subprocess.run(cmd + [str(a), str(b)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(b)
+    assert (tmp_path / "choice.tsv").read_text().splitlines()[1].startswith(f"{b}\t30.0")
+    missing = tmp_path / "every60"
+    out = subprocess.run(cmd + [str(a), str(missing)], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"select_on_dev: error: {missing}/checkpoint.pth: no checkpoint (was {missing} trained?)")
+    assert (tmp_path / "choice.tsv").read_text().startswith(str(a))  # earlier record kept
