@@ -191,6 +191,10 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run_and_decodes(tmp_path)
         for name, m in a.for_language(lang).items():
             assert torch.equal(m, b.for_language(lang)[name]), (lang, name)
     assert (ref / DRIFT_FILE).read_text() == (run / DRIFT_FILE).read_text()
+    # the dynamic run is counted like every other training run (compute.json)
+    for d in (ref, run):
+        compute = json.loads((d / "compute.json").read_text())
+        assert compute["steps"] == 12 and compute["steps_per_lang"]["it"] == 3, d
 
     # The final masks decode through the same code path as fixed pathways' masks.pth.
     from espnet_pathways.inference import PathwaySpeech2Text
