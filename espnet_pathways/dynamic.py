@@ -288,6 +288,9 @@ class DynamicPathways:
         languages = list(model.languages or (model.pathway_masks.languages if model.pathway_masks else []))
         if not languages:
             raise ValueError("--pruning dynamic needs --languages")
+        if o.pruning_languages and sorted(o.pruning_languages) != sorted(languages):
+            raise ValueError(f"--pruning dynamic adapts every language's mask ({languages}); "
+                             f"--pruning_languages {o.pruning_languages} would leave some fixed")
         middle = magnitude_prune(weights, o.dynamic_start_sparsity, self.scope)
         given = model.pathway_masks
         if given is not None:

@@ -236,6 +236,8 @@ def test_bad_override_files_and_options_are_one_clear_error(tmp_path):
         PathwayController(model, [opt], options(tmp_path, num_iters_per_epoch=None))
     with pytest.raises(ValueError, match="--pruning_shared must be false"):
         PathwayController(model, [opt], options(tmp_path, pruning_shared=True))
+    with pytest.raises(ValueError, match="--pruning_languages"):
+        PathwayController(model, [opt], options(tmp_path, pruning_languages=["it"]))
     masks = PathwayMasks.from_model_dense(model, ["en", "fr"])
     masks.source = "lap/masks.pth"
     model.set_pathway_masks(masks)
