@@ -4,6 +4,7 @@ decoding through the same code path as fixed pathways."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -212,6 +213,16 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run_and_decodes(tmp_path)
             assert torch.all(params[n][~m] == 0)
             assert torch.equal(params[n][m], want[n].detach()[m])
         assert isinstance(s2t.text(s2t(speech, lang=lang)), str)
+    # ... and pack (compact: the union's weights) and export like them.
+    from espnet_pathways.bin.export_pathway import export_pathway
+    from espnet_pathways.packing import pack_model
+
+    packed = pack_model(ref / "config.yaml", ref / "latest.pth", ref / "dynamic.zip",
+                        pathway_masks=ref / "masks.pth", compact=True, root=ref)
+    assert Path(packed["outpath"]).is_file()
+    info = export_pathway(str(ref / "config.yaml"), str(ref / "latest.pth"), "it",
+                          str(ref / "export_it"), pathway_masks=str(ref / "masks.pth"))
+    assert info["sparsity"] == pytest.approx(a.sparsity("it"), abs=1e-6)
 
 
 def test_bad_override_files_and_options_are_one_clear_error(tmp_path):
