@@ -372,6 +372,13 @@ class DynamicPathways:
                 "as last re-derived (sparsity %s)", self.schedule.freeze_step,
                 ", ".join(f"{lang}={masks.sparsity(lang):.4f}" for lang in masks.languages))
 
+    def end_of_epoch(self) -> None:
+        """Average the statistics over the ranks (DDP) before ESPnet writes its checkpoint
+        (rank 0's): a resumed run then starts from what every rank held, not rank 0's
+        share alone.  A no-op in a single process or once the masks are frozen."""
+        if self.stats is not None:
+            self.stats.average_over_ranks_()
+
     def after_step(self, step: int) -> bool:
         """Re-derive and/or freeze after optimizer step ``step``; True if masks changed."""
         if self.frozen or not self.schedule.due(step):

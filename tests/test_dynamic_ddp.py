@@ -22,8 +22,9 @@ PLANS = {
     0: [[[0, 0], [1, 1], [2, 2], [3, 3], [0, 1], [2, 2]]] * 2,
     1: [[[1, 1], [3, 3], [0, 0], [2, 2], [3, 0], [1, 1]]] * 2,
 }
-#: re-derivations at steps 2, 4, 6, 8 and the freeze at 9 (0.75 x 12)
-OPTS = dict(pruning="dynamic", pruning_every=2, pruning_fraction=0.3,
+#: re-derivations at steps 4, 8 and the freeze at 9 (0.75 x 12); epoch 1 ends at step 6,
+#: between two re-derivations
+OPTS = dict(pruning="dynamic", pruning_every=4, pruning_fraction=0.3,
             pruning_target_sparsity=0.7, dynamic_start_sparsity=0.5,
             dynamic_freeze_fraction=0.75, max_epoch=2, num_iters_per_epoch=6)
 
@@ -36,6 +37,7 @@ class Checker:
         self.before: Optional[dict] = None
         self.checked = 0
         self.mask_changes = 0
+        self.synced = False
 
     def __call__(self, i: int, langs: Optional[List[int]]) -> None:
         controller = self.model.pathway_controller
@@ -59,6 +61,11 @@ class Checker:
             self.before = None
         if langs is None:
             return
+        if i == 0 and controller.step == 6:  # epoch 2 starts: statistics averaged at the end of 1
+            stats = controller.dynamic.stats
+            ema = torch.cat([t.reshape(-1) for lang in LANGS for t in stats.ema[lang].values()])
+            assert gathered_equal(ema), "statistics differ after the epoch"
+            self.synced = True
         owners = self.owners[i]
         owned = {}
         for n in masks.param_names:
@@ -87,6 +94,7 @@ def worker(rank: int, world: int, port: int, out_dir: str) -> None:
         if rank == 0:
             masks = model.pathway_masks
             torch.save({"checked": checker.checked, "changes": checker.mask_changes,
+                        "synced": checker.synced,
                         "sparsity": {lang: masks.sparsity(lang) for lang in masks.languages}},
                        Path(out_dir) / "summary.pt")
     finally:
@@ -103,7 +111,8 @@ def test_two_ranks_derive_identical_dynamic_masks(tmp_path):
     mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     summary = torch.load(tmp_path / "summary.pt")
     assert summary["checked"] == 12  # every step of both epochs
-    assert summary["changes"] == 5  # steps 2, 4, 6, 8 and the freeze at 9
+    assert summary["changes"] == 3  # steps 4, 8 and the freeze at 9
+    assert summary["synced"]  # the statistics were compared at the start of epoch 2
     for lang, s in summary["sparsity"].items():
         assert abs(s - 0.7) < 1e-3, lang
     assert (tmp_path / "masks.pth").exists() and (tmp_path / "mask_drift.json").exists()
