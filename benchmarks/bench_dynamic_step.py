@@ -56,7 +56,8 @@ def setup(variant: str, args):
         names = prunable_parameter_names(model)
         shapes = {n: p.shape for n, p in model.named_parameters() if n in names}
         model.set_pathway_masks(overlapping_masks(shapes, 0.7, 0.05))
-    controller = PathwayController(model, [opt], options("none" if variant == "fixed" else "dynamic", args.n_batches))
+    pruning = "none" if variant == "fixed" else "dynamic"
+    controller = PathwayController(model, [opt], options(pruning, args.n_batches))
     model.pathway_controller = controller
     data = batches(args.n_batches, args.batch, args.seconds, args.vocab, homogeneous=True)
     return model, opt, data, controller
@@ -88,7 +89,8 @@ def main() -> None:
     t = time.perf_counter()
     dyn.rederive(dyn.schedule.freeze_step)  # at the target sparsity: the usual case
     rederive_s = time.perf_counter() - t
-    stats_bytes = sum(x.numel() * x.element_size() for d in dyn.stats.ema.values() for x in d.values())
+    stats_bytes = sum(x.numel() * x.element_size()
+                      for d in dyn.stats.ema.values() for x in d.values())
     mask_bytes = sum(m.numel() for m in dyn.pool.values()) * (1 + len(LANGS))  # pool + start masks
 
     print(f"batch {args.batch} x {args.seconds}s, {args.n_batches} batches, median of "

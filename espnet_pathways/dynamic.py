@@ -184,7 +184,8 @@ class GradientStatistics:
                 "seen": dict(self.seen), "decay": self.decay}
 
     def load_state(self, state: Mapping[str, Any], device: torch.device) -> None:
-        self.ema = {lang: {n: t.to(device) for n, t in d.items()} for lang, d in state["ema"].items()}
+        self.ema = {lang: {n: t.to(device) for n, t in d.items()}
+                    for lang, d in state["ema"].items()}
         self.seen = {lang: int(v) for lang, v in state["seen"].items()}
 
 
@@ -251,7 +252,8 @@ def mask_drift(start: Mapping[str, Mapping[str, Tensor]], end: Mapping[str, Mapp
     return {
         "start": _pairs(start, names),
         "end": _pairs(end, names),
-        "groups": {g: {"start": _pairs(start, ns), "end": _pairs(end, ns)} for g, ns in groups.items()},
+        "groups": {g: {"start": _pairs(start, ns), "end": _pairs(end, ns)}
+                   for g, ns in groups.items()},
         "changed_fraction": {lang: 1.0 - _pair_iou(start[lang], end[lang], names) for lang in end},
         "revived": dict(revived or {}),
     }
@@ -285,14 +287,14 @@ class DynamicPathways:
         self.params = {n: params[n] for n in self.names}
         device = next(iter(self.params.values())).device
         weights = {n: p.detach() for n, p in self.params.items()}
-        languages = list(model.languages or (model.pathway_masks.languages if model.pathway_masks else []))
+        given = model.pathway_masks
+        languages = list(model.languages or (given.languages if given is not None else []))
         if not languages:
             raise ValueError("--pruning dynamic needs --languages")
         if o.pruning_languages and sorted(o.pruning_languages) != sorted(languages):
             raise ValueError(f"--pruning dynamic adapts every language's mask ({languages}); "
                              f"--pruning_languages {o.pruning_languages} would leave some fixed")
         middle = magnitude_prune(weights, o.dynamic_start_sparsity, self.scope)
-        given = model.pathway_masks
         if given is not None:
             missing = [lang for lang in languages if lang not in given]
             if missing:

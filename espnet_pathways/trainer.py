@@ -484,7 +484,8 @@ class PathwayTrainer(Trainer):
         controller = getattr(getattr(model, "module", model), "pathway_controller", None)
         if controller is not None:
             controller.compute.epochs += 1
-            if controller.dynamic is not None:  # dynamic pathways: ranks agree before the checkpoint
+            if controller.dynamic is not None:  # dynamic pathways: ranks agree before
+                # ESPnet's (rank 0's) checkpoint
                 controller.dynamic.end_of_epoch()
         return result
 
