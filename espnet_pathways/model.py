@@ -74,6 +74,9 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
         # trainer's masked update reads (and clears) it to know which pathways
         # contributed to the step.
         self.step_languages: Set[str] = set()
+        # Dynamic pathways (espnet_pathways.dynamic): called with each training language
+        # pass's languages and effective weights W * m_l, to hook dL_l/d(W * m_l).
+        self.pathway_grad_observer = None
 
     # ------------------------------------------------------------------ masks
     def set_pathway_masks(self, masks) -> None:
@@ -190,6 +193,8 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
             idx = selected.nonzero(as_tuple=True)[0]
             share = idx.numel() / batch_size
             params = masked_parameters(self, mask)
+            if self.training and self.pathway_grad_observer is not None:  # dynamic pathways
+                self.pathway_grad_observer([self.language_name(i) for i in ids], params)
             sub_loss, sub_stats, _ = functional_call(
                 self,
                 params,

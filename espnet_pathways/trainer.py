@@ -24,6 +24,10 @@ torch DDP.  What pathways need is attached around it through the optimizers' hoo
   ``--pruning random`` prunes by random scores (drawn once per language from
   ``--seed``) on the same schedule: gradual random pruning, the trained random-mask
   pathways baseline.
+* **Dynamic pathways** (``--pruning dynamic``, :mod:`espnet_pathways.dynamic`): every
+  language's mask is re-derived every ``--pruning_every`` steps from that language's
+  statistics, inside a fixed pool, until the freeze; the hooks here only call into
+  :class:`~espnet_pathways.dynamic.DynamicPathways` (marked "dynamic pathways").
 * **Compute** (:mod:`espnet_pathways.compute`): every optimizer step taken is counted,
   with the utterances of each language that reached it (a forward pre-hook counts the
   ``lang`` ids of training batches; under DDP the per-language counts of a step are
@@ -54,6 +58,7 @@ from espnet2.utils.build_dataclass import build_dataclass
 from espnet2.utils.types import str2bool
 
 from espnet_pathways.compute import ComputeCounter
+from espnet_pathways.dynamic import DynamicPathways, add_dynamic_arguments
 from espnet_pathways.fileio import atomic_output
 from espnet_pathways.masks import (
     DEFAULT_EXCLUDE,
@@ -71,7 +76,7 @@ from espnet_pathways.pruning import (
     zero_optimizer_state_,
 )
 
-PRUNING_METHODS = ("none", "imp", "lth", "random")
+PRUNING_METHODS = ("none", "imp", "lth", "random", "dynamic")
 #: Key of the pathway state inside the first optimizer's state_dict (checkpoint.pth).
 CHECKPOINT_KEY = "espnet_pathways"
 
@@ -89,6 +94,12 @@ class PathwayTrainerOptions(TrainerOptions):
     pruning_exclude: List[str]
     lth_rewind_step: int
     mask_updates: bool
+    # dynamic pathways (espnet_pathways.dynamic); num_iters_per_epoch is AbsTask's option
+    dynamic_score: str
+    dynamic_ema_decay: float
+    dynamic_start_sparsity: float
+    dynamic_freeze_fraction: float
+    num_iters_per_epoch: Optional[int]
 
 
 def distributed() -> bool:
@@ -119,6 +130,7 @@ class PathwayController:
         self._frozen_cache: Dict[FrozenSet[str], Dict[str, torch.Tensor]] = {}
         self._cache_masks = None
         self._union: Optional[Dict[str, torch.Tensor]] = None
+        self.dynamic: Optional[DynamicPathways] = None
         # Where an LTH rewind restarts the LR schedule.
         self._initial_lrs = [[g["lr"] for g in o.param_groups] for o in self.optimizers]
         self._initial_schedulers = [copy.deepcopy(s.state_dict()) for s in self.schedulers]
@@ -127,7 +139,9 @@ class PathwayController:
 
         if options.pruning not in PRUNING_METHODS:
             raise ValueError(f"--pruning must be one of {PRUNING_METHODS}, got {options.pruning!r}")
-        if options.pruning != "none":
+        if options.pruning == "dynamic":  # dynamic pathways: start masks, pool, statistics
+            self.dynamic = DynamicPathways(model, self.names, options)
+        elif options.pruning != "none":
             self._start_pruning()
         if model.pathway_masks is not None:
             # Weights outside every pathway are never used: make them exactly zero.
@@ -237,7 +251,10 @@ class PathwayController:
     def union(self) -> Dict[str, torch.Tensor]:
         self._check_cache()
         if self._union is None:
-            self._union = self.model.pathway_masks.union()
+            # dynamic pathways: weights of the pool outside every mask may come back; they
+            # are kept (frozen) like the union's, not zeroed
+            self._union = (self.model.pathway_masks.union() if self.dynamic is None
+                           else self.dynamic.pool)
         return self._union
 
     def frozen(self) -> Optional[Dict[str, torch.Tensor]]:
@@ -299,6 +316,9 @@ class PathwayController:
             logging.info("LTH: saved the rewind point at step %d", self.step)
         if self.schedule is not None and self.schedule.due(self.step):
             self.prune()
+        if self.dynamic is not None and self.dynamic.after_step(self.step):  # dynamic pathways
+            self._cache_masks = None  # the masks (and at the freeze, the pool) changed
+            self._zero_outside_union()
 
     # ----------------------------------------------------------------- pruning
     @torch.no_grad()
@@ -358,7 +378,7 @@ class PathwayController:
     def state(self) -> dict:
         """Step and compute counts; with pruning, also the masks and the rewind point."""
         out = {"step": self.step, "compute": self.compute.state_dict()}
-        if self.schedule is None:
+        if self.schedule is None and self.dynamic is None:  # dynamic pathways save masks too
             return out
         masks = self.model.pathway_masks
         out.update({
@@ -366,6 +386,7 @@ class PathwayController:
             "meta": masks.meta,
             "rewind_state": None if self.rewind_state is None
             else {n: w.cpu() for n, w in self.rewind_state.items()},
+            "dynamic": None if self.dynamic is None else self.dynamic.state(),
         })
         return out
 
@@ -382,6 +403,9 @@ class PathwayController:
         device = next(iter(self.params.values())).device
         self.rewind_state = None if state["rewind_state"] is None else {
             n: w.to(device) for n, w in state["rewind_state"].items()}
+        if self.dynamic is not None and state.get("dynamic") is not None:  # dynamic pathways
+            self.dynamic.load_state(state["dynamic"])
+        self._cache_masks = None
         self._check_cache()
         logging.info("Resumed the pathway state at step %d from %s", self.step, source)
 
@@ -400,11 +424,16 @@ class PathwayController:
         for h in self.handles:
             h.remove()
         masks = self.model.pathway_masks
-        if masks is not None and self.schedule is not None and is_writer():
+        made = self.schedule is not None or self.dynamic is not None
+        if masks is not None and made and is_writer():
             out = self.output_dir / "masks.pth"
             with atomic_output(out) as tmp:
                 masks.save(tmp)
             logging.info("Wrote %s\n%s", out, masks.summary_table())
+        if self.dynamic is not None:  # dynamic pathways: stop observing, report the drift
+            self.dynamic.close()
+            if is_writer():
+                logging.info("Wrote %s", self.dynamic.write_drift(self.output_dir))
 
 
 class PathwayTrainer(Trainer):
@@ -421,7 +450,8 @@ class PathwayTrainer(Trainer):
         group.add_argument("--pruning", type=str, default="none", choices=PRUNING_METHODS,
                            help="Iterative magnitude pruning during training (imp), with "
                            "lottery-ticket rewinding (lth), gradual random pruning on the "
-                           "same schedule (random), or none")
+                           "same schedule (random), dynamic pathways (dynamic: "
+                           "espnet_pathways.dynamic), or none")
         group.add_argument("--pruning_languages", type=str, nargs="*", default=[],
                            help="Pathways to prune (default: all --languages)")
         group.add_argument("--pruning_shared", type=str2bool, default=False,
@@ -444,6 +474,7 @@ class PathwayTrainer(Trainer):
         group.add_argument("--mask_updates", type=str2bool, default=True,
                            help="Mask optimizer updates (momentum, weight decay) to the "
                            "pathways of the languages in each step")
+        add_dynamic_arguments(group)  # dynamic pathways
 
     @classmethod
     def train_one_epoch(cls, *args, **kwargs) -> bool:
@@ -453,6 +484,9 @@ class PathwayTrainer(Trainer):
         controller = getattr(getattr(model, "module", model), "pathway_controller", None)
         if controller is not None:
             controller.compute.epochs += 1
+            if controller.dynamic is not None:  # dynamic pathways: ranks agree before
+                # ESPnet's (rank 0's) checkpoint
+                controller.dynamic.end_of_epoch()
         return result
 
     @classmethod

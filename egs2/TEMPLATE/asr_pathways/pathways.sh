@@ -33,6 +33,8 @@ Options (defaults in brackets; see docs/recipe.md):
                               one with the lowest dev loss kept [\"\": the config's]
   --match_compute true|false  pathway stage, dense_ft and pathways_random take the LSP
                               stage's total steps (false: --pathways_config's) [true]
+  --dynamic_init mid|lap      pathways_dynamic starts from the dense model's middle-sparsity
+                              magnitude mask, or from the LAP masks (stage 8) [mid]
   --deploy_max_utts N         stage 16 (fp32 vs int8 table): test utterances per language [40]
 "
 
@@ -71,6 +73,7 @@ lap_config=conf/prune_lap.yaml           # language-agnostic pruning (pooled dat
 pathways_config=conf/train_pathways.yaml # joint pathway training from the dense weights;
                                          # also dense_ft and pathways_random (same schedule)
 dynamic_config=conf/train_pathways_dynamic.yaml  # dynamic pathways (skipped if absent)
+dynamic_init=mid                         # pathways_dynamic start: mid (magnitude) | lap (stage 8 masks)
 target_sparsity=0.7
 lsp_prune_every_candidates=""            # e.g. "20 30 50": LSP-IMP interval chosen on dev
 match_compute=true                       # pathway stage steps = the LSP stage's total steps
@@ -372,7 +375,7 @@ stage_lsp() {
 
 # Language-agnostic pruning: IMP on the pooled data, one mask shared by all languages.
 stage_lap() {
-  wanted lap || { skip; return; }
+  wanted lap || { [ "$dynamic_init" = lap ] && wanted pathways_dynamic; } || { skip; return; }
   train_system lap "$lap_config" --init_param "$(dense_model)" --pruning imp \
     --pruning_shared true --pruning_target_sparsity "${target_sparsity}"
 }
@@ -420,13 +423,26 @@ stage_pathways() {
 }
 
 # Dynamic ASR pathways (docs/dynamic_pathways.md), trained only when its config exists.
-# train_dynamic MATCHED_ARGS
+# The config holds only overrides (--pruning dynamic and its options) on top of
+# --pathways_config, so the model, steps and language sampling are the fixed pathway
+# run's; it starts from the dense weights and (--dynamic_init lap) the LAP masks.  The
+# final masks are exp/asr_pathways_dynamic/masks.pth (used with latest.pth, like a
+# pruning run's).  train_dynamic MATCHED_ARGS
 train_dynamic() {
   if [ ! -f "$dynamic_config" ]; then
     log "pathways_dynamic: no ${dynamic_config}; not trained (and not decoded or reported)"
     return
   fi
-  train_system pathways_dynamic "$dynamic_config" --init_param "$(dense_model)" $1
+  local overrides start=()
+  overrides=$(${python} -m espnet_pathways.bin.dynamic_overrides "$dynamic_config") || exit 1
+  case "$dynamic_init" in
+    mid) ;;
+    lap) start=(--pathway_masks "${expdir}/asr_lap/masks.pth") ;;
+    *) echo "$0: --dynamic_init must be mid or lap, got ${dynamic_init}" >&2; exit 1 ;;
+  esac
+  # shellcheck disable=SC2086
+  train_system pathways_dynamic "$pathways_config" --init_param "$(dense_model)" \
+    --pruning_target_sparsity "$target_sparsity" ${overrides} $1 "${start[@]}"
 }
 
 # The systems of --systems that have a model: pathways_dynamic is optional (see above).
