@@ -102,6 +102,15 @@ class PathwaySpeech2Text(Speech2Text):
             self._dense = {n: params[n].detach().clone() for n in masks.param_names}
             if not self.languages:
                 self.languages = masks.languages
+        # add_language: each language scores its own prefix of the vocabulary.
+        self.output_rows = None
+        if getattr(self.asr_model, "output_vocab_sizes", None):
+            from espnet_pathways.add_language import OutputRows
+
+            if self.pathway_quantizer is not None:
+                raise ValueError("a model grown by add_language is quantized per language "
+                                 "through export_pathway --quantize_asr_model true")
+            self.output_rows = OutputRows(self.asr_model)
         self.lang: Optional[str] = None
         self._in_stream = False
         # Exact chunking for ESPnet's Conformer and the Emformer (see
@@ -162,6 +171,8 @@ class PathwaySpeech2Text(Speech2Text):
             with torch.no_grad():
                 for name, dense in self._dense.items():
                     params[name].copy_(dense * mask[name].to(dense.dtype))
+        if self.output_rows is not None:  # add_language
+            self.output_rows.select(self.asr_model.output_vocab_size(lang))
         self.lang = lang
 
     def abort_stream(self) -> None:

@@ -78,6 +78,7 @@ class PathwayTrainerOptions(TrainerOptions):
     pruning_exclude: List[str]
     lth_rewind_step: int
     mask_updates: bool
+    freeze_pathways: List[str]  # add_language
 
 
 def distributed() -> bool:
@@ -120,10 +121,21 @@ class PathwayController:
             # Weights outside every pathway are never used: make them exactly zero.
             self._zero_outside_union()
         self.handles = []
+        # add_language: nothing an old pathway reads changes (espnet_pathways.add_language).
+        freeze = None
+        if getattr(options, "freeze_pathways", None):
+            from espnet_pathways.add_language import FrozenPathways
+
+            if options.pruning == "lth":
+                raise ValueError("--freeze_pathways with --pruning lth: the LTH rewind "
+                                 "would move frozen weights")
+            freeze = FrozenPathways(model, options.freeze_pathways)
         for opt in self.optimizers:
             if model.pathway_masks is not None and options.mask_updates:
                 masked = MaskedUpdate({n: self.params[n] for n in self._masked_names()}, opt)
                 self.handles.append(masked.register_hooks(self.frozen))
+            if freeze is not None:  # add_language; before _after_step (pruning) runs
+                self.handles.extend(freeze.register_hooks(opt))
             self.handles.append(opt.register_step_post_hook(self._after_step))
         if self.schedule is not None and self.optimizers:
             # The pruning state is written and read with ESPnet's checkpoint.
@@ -383,6 +395,10 @@ class PathwayTrainer(Trainer):
         group.add_argument("--mask_updates", type=str2bool, default=True,
                            help="Mask optimizer updates (momentum, weight decay) to the "
                            "pathways of the languages in each step")
+        # add_language (espnet_pathways/add_language.py)
+        group.add_argument("--freeze_pathways", type=str, nargs="*", default=[],
+                           help="Languages whose pathways stay bit-identical: nothing they "
+                           "read changes (adding a language in frozen mode)")
 
     @classmethod
     def run(cls, model, optimizers, schedulers, *args, trainer_options, **kwargs) -> None:
