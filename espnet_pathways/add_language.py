@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from espnet_pathways.masks import PathwayMasks
-from espnet_pathways.pruning import MaskedUpdate, frozen_indices
+from espnet_pathways.pruning import MaskedUpdate, frozen_indices, magnitude_prune
 from espnet_pathways.tokens import RESERVED_FIRST, RESERVED_LAST
 
 __all__ = [
@@ -215,6 +215,7 @@ class FrozenPathways:
         self.model = model
         self.languages = list(languages)
         self.frozen = frozen_elements(model, masks, languages, old_size)
+        self.old_union = PathwayMasks({lang: masks.for_language(lang) for lang in languages}).union()
         self.buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
 
     def restore_buffers(self) -> None:
@@ -230,3 +231,27 @@ class FrozenPathways:
         handles = [update.register_hooks(lambda: frozen)]
         handles.append(optimizer.register_step_post_hook(lambda *a: self.restore_buffers()))
         return handles
+
+    def prune(self, weights: Mapping[str, Tensor], sparsity: float, scope: str,
+              current: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+        """IMP of the new pathway: ``sparsity`` inside and outside the old union apart.
+
+        Weights outside the old union are zero in a pathway model and start from zero:
+        one magnitude ranking over all weights would prune every one of them and leave
+        the new language nothing it may write.  Pruning the two regions separately to
+        the same sparsity keeps the new pathway's share of free weights (what it trains)
+        and of shared weights (what it reads) as large as the pathway of any language.
+        """
+        out: Dict[str, Tensor] = {}
+        groups = [list(weights)] if scope == "global" else [[n] for n in weights]
+        for names in groups:
+            w = {n: weights[n] for n in names}
+            total = sum(weights[n].numel() for n in names)
+            for inside in (True, False):
+                region = {n: self.old_union[n] if inside else ~self.old_union[n] for n in names}
+                share = sum(int(r.count_nonzero()) for r in region.values()) / max(total, 1)
+                cur = {n: current[n] & region[n] for n in names}
+                kept = magnitude_prune(w, 1.0 - (1.0 - sparsity) * share, "global", current=cur)
+                for n in names:
+                    out[n] = kept[n] if inside else out[n] | kept[n]
+        return out

@@ -130,6 +130,7 @@ class PathwayController:
                 raise ValueError("--freeze_pathways with --pruning lth: the LTH rewind "
                                  "would move frozen weights")
             freeze = FrozenPathways(model, options.freeze_pathways)
+        self.freeze = freeze
         for opt in self.optimizers:
             if model.pathway_masks is not None and options.mask_updates:
                 masked = MaskedUpdate({n: self.params[n] for n in self._masked_names()}, opt)
@@ -278,6 +279,10 @@ class PathwayController:
             new = magnitude_prune(weights, target, o.pruning_scope, current=masks.masks[self.prune_langs[0]])
             for lang in self.prune_langs:
                 masks.masks[lang] = new
+        elif self.freeze is not None:  # add_language: free and shared weights apart
+            for lang in self.prune_langs:
+                masks.masks[lang] = self.freeze.prune(weights, target, o.pruning_scope,
+                                                      masks.masks[lang])
         else:
             for lang in self.prune_langs:
                 masks.masks[lang] = magnitude_prune(
