@@ -13,7 +13,9 @@ pieces appended), ``model.pth`` (the old weights, vocabulary-sized tensors with 
 appended), ``masks.pth`` (the old masks plus an all-ones pathway for the new language,
 which IMP then prunes), ``config.yaml`` (the training config of the grown model:
 ``languages`` + the new one, ``model_conf.output_vocab_sizes``) and ``add_language.yaml``
-(what was added).  See :mod:`espnet_pathways.add_language`.
+(what was added); with ``--train_config``, ``train.yaml`` (that config plus the grown
+model's ``model_conf.output_vocab_sizes``).  A dense model's config (no masks) grows
+its vocabulary only (the recipe's dense baseline).  See :mod:`espnet_pathways.add_language`.
 
 Pieces: with ``token_type: char`` the new language's characters; otherwise a
 sentencepiece model trained on ``--text`` (``<out_dir>/tokens/<lang>/bpe.model``) whose
@@ -26,6 +28,8 @@ import argparse
 import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from espnet2.utils.types import str_or_none
 
 from espnet_pathways.bin._cli import run, setup_logging
 
@@ -46,7 +50,11 @@ def new_language_pieces(text_file: str, token_type: str, out_dir: Path, lang: st
 
 
 def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Optional[str],
-               lang: str, pieces: List[str], out_dir: str) -> Dict[str, Any]:
+               lang: str, pieces: List[str], out_dir: str,
+               train_config: Optional[str] = None) -> Dict[str, Any]:
+    """Write the grown model's files into ``out_dir`` (see the module doc); a model without
+    masks (dense) grows its vocabulary only.  With ``train_config``, also ``train.yaml``:
+    that config with ``model_conf.output_vocab_sizes`` for training the grown model."""
     import torch
     import yaml
 
@@ -65,15 +73,13 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
     if lang in languages:
         raise ValueError(f"{asr_train_config}: the model already knows language {lang!r}")
     mask_file = pathway_masks or cfg.get("pathway_masks")
-    if not mask_file:
-        raise ValueError(f"{asr_train_config}: no pathway masks; give --pathway_masks")
-    masks = PathwayMasks.load(mask_file)
+    masks = PathwayMasks.load(mask_file) if mask_file else None  # None: a dense model
     old_tokens = list(cfg["token_list"])
     grown, added = grow_token_list(old_tokens, pieces)
     state = load_state_dict(asr_model_file)
-    masks.check_compatible(state)
+    if masks is not None:
+        masks.check_compatible(state)
     new_state = grow_state_dict(state, len(old_tokens), len(grown))
-    new_masks = grow_masks(masks, lang, len(old_tokens), len(grown))
 
     model_conf = dict(cfg.get("model_conf") or {})
     sizes = dict(model_conf.get("output_vocab_sizes") or {})
@@ -83,15 +89,21 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
     model_conf["output_vocab_sizes"] = sizes
     out = Path(out_dir)
     cfg.update(token_list=grown, languages=[*languages, lang], model_conf=model_conf,
-               pathway_masks=str(out / "masks.pth"))
+               pathway_masks=None if masks is None else str(out / "masks.pth"))
     if cfg.get("token_type") == "bpe":  # pieces per language, as the merged vocabulary
         cfg.update(token_type="word", token_mode="merged", bpemodel=None)
     with atomic_output(out / "model.pth", suffix=".pth") as tmp:
         torch.save(new_state, str(tmp))
-    with atomic_output(out / "masks.pth", suffix=".pth") as tmp:
-        new_masks.save(tmp)
+    if masks is not None:
+        with atomic_output(out / "masks.pth", suffix=".pth") as tmp:
+            grow_masks(masks, lang, len(old_tokens), len(grown)).save(tmp)
     write_lines(grown, out / "tokens.txt")
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, allow_unicode=True))
+    if train_config:  # the recipe's training config + the grown model's output vocabularies
+        train = yaml.safe_load(Path(train_config).read_text(encoding="utf-8"))
+        train["model_conf"] = {**(train.get("model_conf") or {}),
+                               "output_vocab_sizes": sizes}
+        atomic_write_text(out / "train.yaml", yaml.safe_dump(train, allow_unicode=True))
     info = {"lang": lang, "source_model": str(asr_model_file), "source_masks": str(mask_file),
             "vocab_size_before": len(old_tokens), "vocab_size_after": len(grown),
             "added_tokens": added,
@@ -108,7 +120,8 @@ def get_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--asr_train_config", required=True)
     p.add_argument("--asr_model_file", required=True)
-    p.add_argument("--pathway_masks", default=None, help="default: the config's")
+    p.add_argument("--pathway_masks", type=str_or_none, default=None,
+                   help="default: the config's (a dense model's config has none: vocabulary only)")
     p.add_argument("--lang", required=True, help="code of the language to add")
     p.add_argument("--text", required=True, help="the new language's training text (Kaldi)")
     p.add_argument("--vocab_size", type=int, default=100,
@@ -116,6 +129,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_type", default="unigram", choices=["unigram", "bpe", "char"])
     p.add_argument("--segment", nargs="*", default=[],
                    help="data dirs of the new language whose text is segmented into text.pieces")
+    p.add_argument("--train_config", default=None,
+                   help="training config copied to <out_dir>/train.yaml with the grown "
+                   "model's model_conf.output_vocab_sizes")
     p.add_argument("--out_dir", required=True)
     p.add_argument("--log_level", default="INFO")
     return p
@@ -136,7 +152,7 @@ def main(cmd: Optional[List[str]] = None) -> Dict[str, Any]:
     pieces = new_language_pieces(args.text, token_type, out, args.lang, args.vocab_size,
                                  args.model_type)
     info = grow_model(args.asr_train_config, args.asr_model_file, args.pathway_masks,
-                      args.lang, pieces, args.out_dir)
+                      args.lang, pieces, args.out_dir, args.train_config)
     for d in map(Path, args.segment):
         if token_type == "char":
             break
