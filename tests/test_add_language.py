@@ -208,3 +208,23 @@ def test_export_and_pack_know_the_new_language(old_exp, frozen_exp, tmp_path):
     assert NEW in s2t.known_languages
     hyps = s2t(audio(1), lang=NEW)
     assert [(list(h.yseq), float(h.score)) for h in hyps] == ours
+
+
+def test_adding_a_known_language_is_refused(old_exp, tmp_path):
+    from espnet_pathways.bin.add_language import grow_model
+
+    with pytest.raises(ValueError, match="already knows language 'it'"):
+        grow_model(str(old_exp / "config.yaml"), str(old_exp / "model.pth"), None, "it",
+                   CS_CHARS, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_results_section_is_replaced_not_repeated():
+    from espnet_pathways.bin.add_language_results import replace_section
+
+    text = "# Results\n\nbody\n"
+    once = replace_section(text, NEW, "## Adding a language: cs\nv1\n")
+    twice = replace_section(once + "\n## Later section\n", NEW, "## Adding a language: cs\nv2\n")
+    assert once.startswith(text) and "v1" in once
+    assert "v1" not in twice and twice.count("add_language:cs -->") == 2
+    assert "## Later section" in twice
