@@ -60,7 +60,11 @@ class PathwaySpeech2Text(Speech2Text):
     ) -> None:
         # ESPnet's Speech2Text builds the model with ASRTransducerTask, whose build_model
         # knows only ESPnet's model and Encoder: for this call, it is ASRPathwaysTask.
-        from espnet_pathways.quantize import int8_speech2text_kwargs, load_int8_into
+        from espnet_pathways.quantize import (
+            int8_speech2text_kwargs,
+            load_int8_into,
+            round_weights_to_int8_,
+        )
         from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask, substituted
 
         model_file = kwargs.get("asr_model_file")
@@ -79,6 +83,10 @@ class PathwaySpeech2Text(Speech2Text):
             ) from e
         if stored_int8 is not None:
             load_int8_into(self.asr_model, stored_int8, where=f"{model_file}")
+        elif kwargs.get("quantize_asr_model") and kwargs.get("quantize_dtype", "qint8") == "qint8":
+            # ESPnet quantized the Linear/LSTM layers; the weights it leaves in float get
+            # their int8 values, as the stored int8 file holds them (quantize.py).
+            round_weights_to_int8_(self.asr_model)
         args_ = self.asr_train_args
         self.languages: List[str] = list(getattr(args_, "languages", None) or [])
         self.token_mode: str = getattr(args_, "token_mode", "shared") or "shared"
