@@ -70,7 +70,7 @@ def build_report(lang: str, old_langs: List[str], before: Path, systems: Dict[st
         s = load_system(name, exp, decode_dir, [lang])
         own = writable_weights(exp / "masks.pth", lang)
         added = info["added_parameters"] + (own or 0)
-        rows.append([name, fmt(s.rate(lang, "cer"), 1), fmt(s.rate(lang, "wer"), 1),
+        rows.append([name, fmt(s.rate(lang, "CER"), 1), fmt(s.rate(lang, "WER"), 1),
                      _steps(exp) or "n/a", added if exp != baseline else "n/a"])
     parts = [
         f"## Adding a language: {lang}",
@@ -92,8 +92,8 @@ def build_report(lang: str, old_langs: List[str], before: Path, systems: Dict[st
         for old in old_langs:
             same = _identical(before / decode_dir / f"test_{old}" / "text",
                               exp / decode_dir / f"test_{old}" / "text")
-            old_rows.append([name, old, fmt(ref.rate(old, "wer"), 1), fmt(after.rate(old, "wer"), 1),
-                             fmt(ref.rate(old, "cer"), 1), fmt(after.rate(old, "cer"), 1), same])
+            old_rows.append([name, old, fmt(ref.rate(old, "WER"), 1), fmt(after.rate(old, "WER"), 1),
+                             fmt(ref.rate(old, "CER"), 1), fmt(after.rate(old, "CER"), 1), same])
     parts.append(md_table(["System", "Lang", "WER before", "WER after", "CER before",
                            "CER after", "hypotheses identical"], old_rows))
     return "\n".join(parts) + "\n"
