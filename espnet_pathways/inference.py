@@ -60,7 +60,11 @@ class PathwaySpeech2Text(Speech2Text):
     ) -> None:
         # ESPnet's Speech2Text builds the model with ASRTransducerTask, whose build_model
         # knows only ESPnet's model and Encoder: for this call, it is ASRPathwaysTask.
-        from espnet_pathways.quantize import int8_speech2text_kwargs, load_int8_into
+        from espnet_pathways.quantize import (
+            int8_speech2text_kwargs,
+            load_int8_into,
+            round_weights_to_int8_,
+        )
         from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask, substituted
 
         model_file = kwargs.get("asr_model_file")
@@ -79,6 +83,10 @@ class PathwaySpeech2Text(Speech2Text):
             ) from e
         if stored_int8 is not None:
             load_int8_into(self.asr_model, stored_int8, where=f"{model_file}")
+        elif kwargs.get("quantize_asr_model") and kwargs.get("quantize_dtype", "qint8") == "qint8":
+            # ESPnet quantized the Linear/LSTM layers; the weights it leaves in float get
+            # their int8 values, as the stored int8 file holds them (quantize.py).
+            round_weights_to_int8_(self.asr_model)
         args_ = self.asr_train_args
         self.languages: List[str] = list(getattr(args_, "languages", None) or [])
         self.token_mode: str = getattr(args_, "token_mode", "shared") or "shared"
@@ -102,6 +110,15 @@ class PathwaySpeech2Text(Speech2Text):
             self._dense = {n: params[n].detach().clone() for n in masks.param_names}
             if not self.languages:
                 self.languages = masks.languages
+        # add_language: each language scores its own prefix of the vocabulary.
+        self.output_rows = None
+        if getattr(self.asr_model, "output_vocab_sizes", None):
+            from espnet_pathways.add_language import OutputRows
+
+            if self.pathway_quantizer is not None:
+                raise ValueError("a model grown by add_language is quantized per language "
+                                 "through export_pathway --quantize_asr_model true")
+            self.output_rows = OutputRows(self.asr_model)
         self.lang: Optional[str] = None
         self._in_stream = False
         # Exact chunking for ESPnet's Conformer and the Emformer (see
@@ -162,6 +179,8 @@ class PathwaySpeech2Text(Speech2Text):
             with torch.no_grad():
                 for name, dense in self._dense.items():
                     params[name].copy_(dense * mask[name].to(dense.dtype))
+        if self.output_rows is not None:  # add_language
+            self.output_rows.select(self.asr_model.output_vocab_size(lang))
         self.lang = lang
 
     def abort_stream(self) -> None:

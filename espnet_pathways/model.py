@@ -41,6 +41,8 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
     Args:
         languages: the recipe's language list; ``lang`` ids index into it.
         rnnt_loss_impl: "torchaudio" (reference) or "pytorch" (faster on CPU).
+        output_vocab_sizes: (a model grown by adding a language) ``{lang: n}``: language
+            ``lang`` scores only the first ``n`` tokens (:mod:`espnet_pathways.add_language`).
         *args, **kwargs: as :class:`ESPnetASRTransducerModel`.
     """
 
@@ -49,6 +51,7 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
         *args,
         languages: Sequence[str] = (),
         rnnt_loss_impl: str = "torchaudio",
+        output_vocab_sizes: Optional[Dict[str, int]] = None,
         **kwargs,
     ) -> None:
         from espnet_pathways.rnnt_loss import LOSS_IMPLEMENTATIONS
@@ -77,6 +80,8 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
         # Dynamic pathways (espnet_pathways.dynamic): called with each training language
         # pass's languages and effective weights W * m_l, to hook dL_l/d(W * m_l).
         self.pathway_grad_observer = None
+        # add_language: per-language output vocabulary (prefix of the token list).
+        self.output_vocab_sizes: Dict[str, int] = dict(output_vocab_sizes or {})
 
     # ------------------------------------------------------------------ masks
     def set_pathway_masks(self, masks) -> None:
@@ -137,6 +142,10 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
             return True
         return False
 
+    def output_vocab_size(self, lang: str) -> int:
+        """Tokens language ``lang`` scores: the first ``n`` of the token list (add_language)."""
+        return int(self.output_vocab_sizes.get(lang, self.vocab_size))
+
     def language_name(self, lang_id: int) -> str:
         """Map an integer id to its code, with a clear error for a bad id."""
         if not 0 <= lang_id < len(self.languages):
@@ -178,23 +187,28 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
         if self.pathway_masks is None:
             return super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
 
+        from espnet_pathways.add_language import restrict_output
         from espnet_pathways.masks import masked_parameters
 
         batch_size = speech.size(0)
         loss = speech.new_zeros(())
         stats: Dict[str, torch.Tensor] = {}
         # Languages sharing one mask object (language-agnostic pruning) share a pass.
-        groups: Dict[int, Tuple[dict, List[int]]] = {}
+        # add_language: ... and the same output vocabulary.
+        groups: Dict[Tuple[int, int], Tuple[dict, List[int]]] = {}
         for lang_id, name in zip(present, names):
             mask = self.pathway_masks.for_language(name)
-            groups.setdefault(id(mask), (mask, []))[1].append(lang_id)
-        for mask, ids in groups.values():
+            key = (id(mask), self.output_vocab_size(name))
+            groups.setdefault(key, (mask, []))[1].append(lang_id)
+        for (_, n_tokens), (mask, ids) in groups.items():
             selected = torch.isin(lang_ids, torch.tensor(ids, device=lang_ids.device))
             idx = selected.nonzero(as_tuple=True)[0]
             share = idx.numel() / batch_size
             params = masked_parameters(self, mask)
             if self.training and self.pathway_grad_observer is not None:  # dynamic pathways
                 self.pathway_grad_observer([self.language_name(i) for i in ids], params)
+            if n_tokens < self.vocab_size:  # add_language: an old language's vocabulary
+                params = restrict_output(params, n_tokens)
             sub_loss, sub_stats, _ = functional_call(
                 self,
                 params,

@@ -21,6 +21,9 @@ ours, because ESPnet has no notion of pathways or of storing a quantized model:
   That is what makes one language's int8 pathway small on disk.  The file loads with
   ``weights_only=True``; it holds quantized ``Linear`` and ``LSTM`` layers (ESPnet's
   ``--quantize_modules``; the default ``Linear`` leaves a recurrent decoder in float32).
+  Weight matrices that dynamic quantization leaves in float (convolutions, the
+  predictor's embedding) are stored as int8 codes with a scale per output channel and
+  computed in float after loading (format version 2; version 1 files still load).
 * **Loading** (:func:`int8_speech2text_kwargs`): ESPnet builds the model from the config
   with random weights and quantizes it as usual; :func:`load_int8_into` then loads the
   stored codes into that quantized model, so every reference ESPnet's ``Speech2Text``
@@ -57,10 +60,18 @@ __all__ = [
     "quantize_model_file",
     "file_size_mb",
     "quantized_modules_of",
+    "round_weights_to_int8_",
+    "weight_only_names",
 ]
 
 INT8_FORMAT = "espnet_pathways.int8_state_dict"
-INT8_VERSION = 1
+#: 2: float weight matrices outside the quantized layers (convolutions, embeddings) are
+#: stored as int8 codes with one scale per output channel (version 1 stored them float32).
+INT8_VERSION = 2
+READABLE_INT8_VERSIONS = (1, 2)
+#: Float tensors stored as int8 codes (weight-only) when ``.weight``, >= 2-D and at least
+#: this large: convolutions and embeddings; norms, biases and buffers stay float32.
+WEIGHT_ONLY_MIN_NUMEL = 1024
 #: What ESPnet's ``--quantize_modules`` accepts (``torch.nn`` class names).
 QUANTIZABLE_MODULES = ("Linear", "LSTM")
 
@@ -92,12 +103,17 @@ def quantize_model(
     quantize_modules: Optional[Sequence[str]] = None,
     quantize_dtype: str = "qint8",
 ) -> nn.Module:
-    """A dynamically quantized copy of ``model`` (``model`` itself is left as it is)."""
+    """A dynamically quantized copy of ``model`` (``model`` itself is left as it is);
+    with ``qint8`` the weights left in float get their int8 values too
+    (:func:`round_weights_to_int8_`), as the stored int8 file holds them."""
     if quantize_dtype not in ("qint8", "float16"):
         raise ValueError(f"--quantize_dtype {quantize_dtype}: choose qint8 or float16 (as in ESPnet)")
-    return torch.ao.quantization.quantize_dynamic(
+    qmodel = torch.ao.quantization.quantize_dynamic(
         model, quantize_spec(quantize_modules), dtype=getattr(torch, quantize_dtype)
     ).eval()
+    if quantize_dtype == "qint8":
+        round_weights_to_int8_(qmodel)
+    return qmodel
 
 
 class PathwayQuantizer:
@@ -149,9 +165,56 @@ def _sparse_or_dense(t: Tensor) -> Any:
     return {"shape": list(t.shape), "nonzero": pack_bits(nonzero), "values": flat[nonzero].clone()}
 
 
+def _int8_codes(t: Tensor) -> Tuple[Tensor, Tensor]:
+    """Symmetric int8 codes of ``t`` with one scale per output channel (dim 0)."""
+    t = t.detach().float()
+    amax = t.abs().reshape(t.shape[0], -1).amax(dim=1)
+    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+    view = (-1,) + (1,) * (t.ndim - 1)
+    codes = torch.round(t / scale.view(view)).clamp_(-127, 127).to(torch.int8)
+    return codes, scale
+
+
+def _dequantize(codes: Tensor, scale: Tensor) -> Tensor:
+    return codes.float() * scale.view((-1,) + (1,) * (codes.ndim - 1))
+
+
+def weight_only_names(model: nn.Module) -> List[str]:
+    """Float weights that dynamic quantization leaves in float and int8 deployment stores
+    as int8 codes: ``*.weight`` parameters of >= 2 dimensions and at least
+    :data:`WEIGHT_ONLY_MIN_NUMEL` elements (convolutions, the predictor's embedding)."""
+    return [n for n, p in model.named_parameters()
+            if n.endswith(".weight") and p.ndim >= 2 and p.is_floating_point()
+            and p.numel() >= WEIGHT_ONLY_MIN_NUMEL]
+
+
+@torch.no_grad()
+def round_weights_to_int8_(model: nn.Module) -> List[str]:
+    """Give the float weights of :func:`weight_only_names` their int8 values (codes times
+    the channel scale), in place, so that a model quantized at load time computes exactly
+    what its stored int8 file computes.  Returns the names."""
+    names = weight_only_names(model)
+    params = dict(model.named_parameters())
+    for n in names:
+        p = params[n]
+        p.copy_(_dequantize(*_int8_codes(p)).to(p.dtype))
+    return names
+
+
+def _weight_only_int8(t: Tensor) -> Dict[str, Any]:
+    """A float weight that dynamic quantization leaves in float (a convolution, an
+    embedding) stored as int8 codes with one symmetric scale per output channel; it is
+    computed in float after loading (codes * scale).  Zeros stay exact zeros, so a
+    pathway's sparsity is still stored as a bit map."""
+    codes, scale = _int8_codes(t.detach().cpu())
+    return {"int8_codes": _sparse_or_dense(codes), "channel_scale": scale}
+
+
 def _expand(entry: Any) -> Tensor:
     if isinstance(entry, Tensor):
         return entry
+    if "int8_codes" in entry:  # _weight_only_int8
+        return _dequantize(_expand(entry["int8_codes"]), entry["channel_scale"])
     shape = tuple(entry["shape"])
     nonzero = unpack_bits(entry["nonzero"], (int(torch.Size(shape).numel()),))
     flat = entry["values"].new_zeros(nonzero.numel())
@@ -217,12 +280,16 @@ def int8_state(
             entry["biases"][bname] = None if bias is None else bias.detach().cpu().clone()
         quantized[name] = entry
     plain: Dict[str, Any] = {}
+    weight_only = set(weight_only_names(qmodel))
     for key, value in qmodel.state_dict().items():
         if "._packed_params." in key or "._all_weight_values." in key:
             continue
         if not isinstance(value, Tensor) or value.is_quantized:
             raise Int8FormatError(f"{key}: cannot store a {type(value).__name__} in the int8 format")
-        plain[key] = _sparse_or_dense(value)
+        if key in weight_only:
+            plain[key] = _weight_only_int8(value)
+        else:
+            plain[key] = _sparse_or_dense(value)
     return {
         "format": INT8_FORMAT,
         "version": INT8_VERSION,
@@ -246,7 +313,10 @@ def save_int8(
 
 
 def _check(state: Any, where: str) -> None:
-    check_format(state, INT8_FORMAT, INT8_VERSION, where, Int8FormatError)
+    version = state.get("version") if isinstance(state, Mapping) else None
+    check_format(state, INT8_FORMAT,
+                 version if version in READABLE_INT8_VERSIONS else INT8_VERSION,
+                 where, Int8FormatError)
 
 
 def load_int8(path: PathLike) -> Dict[str, Any]:

@@ -100,6 +100,7 @@ class PathwayTrainerOptions(TrainerOptions):
     dynamic_start_sparsity: float
     dynamic_freeze_fraction: float
     num_iters_per_epoch: Optional[int]
+    freeze_pathways: List[str]  # add_language
 
 
 def distributed() -> bool:
@@ -147,10 +148,22 @@ class PathwayController:
             # Weights outside every pathway are never used: make them exactly zero.
             self._zero_outside_union()
         self.handles = []
+        # add_language: nothing an old pathway reads changes (espnet_pathways.add_language).
+        freeze = None
+        if getattr(options, "freeze_pathways", None):
+            from espnet_pathways.add_language import FrozenPathways
+
+            if options.pruning == "lth":
+                raise ValueError("--freeze_pathways with --pruning lth: the LTH rewind "
+                                 "would move frozen weights")
+            freeze = FrozenPathways(model, options.freeze_pathways)
+        self.freeze = freeze
         for opt in self.optimizers:
             if model.pathway_masks is not None and options.mask_updates:
                 masked = MaskedUpdate({n: self.params[n] for n in self._masked_names()}, opt)
                 self.handles.append(masked.register_hooks(self.frozen))
+            if freeze is not None:  # add_language; before _after_step (pruning) runs
+                self.handles.extend(freeze.register_hooks(opt))
             self.handles.append(opt.register_step_post_hook(self._after_step))
         self.handles.append(model.register_forward_pre_hook(self._see_batch, with_kwargs=True))
         if self.optimizers:
@@ -337,6 +350,10 @@ class PathwayController:
             new = magnitude_prune(scores(first), target, o.pruning_scope, current=masks.masks[first])
             for lang in self.prune_langs:
                 masks.masks[lang] = new
+        elif self.freeze is not None:  # add_language: free and shared weights apart
+            for lang in self.prune_langs:
+                masks.masks[lang] = self.freeze.prune(weights, target, o.pruning_scope,
+                                                      masks.masks[lang])
         else:
             for lang in self.prune_langs:
                 masks.masks[lang] = magnitude_prune(
@@ -475,6 +492,10 @@ class PathwayTrainer(Trainer):
                            help="Mask optimizer updates (momentum, weight decay) to the "
                            "pathways of the languages in each step")
         add_dynamic_arguments(group)  # dynamic pathways
+        # add_language (espnet_pathways/add_language.py)
+        group.add_argument("--freeze_pathways", type=str, nargs="*", default=[],
+                           help="Languages whose pathways stay bit-identical: nothing they "
+                           "read changes (adding a language in frozen mode)")
 
     @classmethod
     def train_one_epoch(cls, *args, **kwargs) -> bool:

@@ -74,11 +74,19 @@ def export_pathway(
     for k, v in state.items():
         out_state[k] = v * mask[k].to(v.dtype) if k in mask else v
 
+    # add_language: a grown model's language keeps only its own output vocabulary.
+    n_tokens = ((cfg.get("model_conf") or {}).get("output_vocab_sizes") or {}).get(lang)
+    if n_tokens is not None and isinstance(cfg.get("token_list"), list):
+        from espnet_pathways.add_language import restrict_output
+
+        # clone: torch.save of a view would store the whole grown tensor
+        out_state = {k: v.clone() for k, v in restrict_output(out_state, int(n_tokens)).items()}
+        cfg["token_list"] = cfg["token_list"][: int(n_tokens)]
     cfg["pathway_masks"] = None
     cfg["languages"] = [lang]
     # Options of our model that ESPnet's ESPnetASRTransducerModel does not take.
     cfg["model_conf"] = {k: v for k, v in (cfg.get("model_conf") or {}).items()
-                         if k != "rnnt_loss_impl"}
+                         if k not in ("rnnt_loss_impl", "output_vocab_sizes")}
     out = Path(out_dir)
     # Each file through a temporary name: a failed export keeps an earlier one whole
     # (model.pth first, config.yaml last: a config never names a model not yet there).

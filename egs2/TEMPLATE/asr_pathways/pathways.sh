@@ -36,6 +36,10 @@ Options (defaults in brackets; see docs/recipe.md):
   --dynamic_init mid|lap      pathways_dynamic starts from the dense model's middle-sparsity
                               magnitude mask, or from the LAP masks (stage 8) [mid]
   --deploy_max_utts N         stage 16 (fp32 vs int8 table): test utterances per language [40]
+  --add_language CODE         stages 18-21: add a language to a trained pathway model
+                              (docs/add_language.md); never run by default
+  --add_language_mode M       frozen (old pathways bit-identical) or shared, or \"frozen shared\" [frozen]
+  --add_language_from SYS     the pathway system grown [pathways_imp]
 "
 
 # General
@@ -92,6 +96,13 @@ deploy_systems="dense pathways_imp"  # stage 16: fp32 vs int8 (size, CER/WER, RT
 deploy_max_utts=40           # stage 16: test utterances per language (0: all)
 deploy_quantize_modules="Linear LSTM"  # stage 16: modules quantized to int8 (ESPnet's option)
 hf_repo=""                   # stage 17: Hugging Face repo id, e.g. user/espnet_pathways_4lang
+# Adding a language (stages 18-21, only with --add_language; docs/add_language.md)
+add_language=""              # code of the new language, e.g. cs
+add_language_mode=frozen     # frozen: nothing the old pathways read changes; shared: it may
+add_language_from=pathways_imp  # the trained pathway system that is grown
+add_language_config=""       # training config of the new pathway [--prune_config: IMP on one language]
+add_language_data_opts=""    # local/data.sh options [--langs CODE --out_dir data/lang_CODE]
+add_language_baseline=true   # also the dense model fine-tuned on the new language alone
 
 . "$(dirname "$0")/utils/parse_options.sh"
 [ $# -gt 0 ] && { echo "$0: unexpected arguments: $*" >&2; exit 1; }
@@ -682,6 +693,129 @@ stage_upload() {
   done
 }
 
+# ------------------------------------------------------------------------------------
+# Adding a language (stages 18-21): grow a trained pathway model by one language whose
+# pathway is pruned (IMP) and trained on its data alone; in frozen mode nothing the old
+# pathways read changes, so their outputs stay bit-identical (docs/add_language.md).
+add_paths() {
+  add_dir=${expdir}/add_${add_language}
+  add_feats=${dumpdir}/raw/add_${add_language}
+  add_stats=${add_dir}/stats
+  add_src=${expdir}/asr_${add_language_from}
+}
+
+# add_env CMD...: run CMD with the recipe's variables pointing at the grown model and the
+# new language's data (train_system and decode_system read them).
+add_env() {
+  data_feats=$add_feats stats_dir=$add_stats token_type=word text_file=text.pieces \
+    token_args="--token_type word --bpemodel none" token_list=${add_dir}/init/tokens.txt \
+    token_mode=merged languages="${languages} ${add_language}" sub=_${add_language} "$@"
+}
+
+stage_add_data() {
+  add_paths
+  if ! "$skip_data_prep"; then
+    local/data.sh ${local_data_opts} \
+      ${add_language_data_opts:---langs ${add_language} --out_dir data/lang_${add_language}}
+  fi
+  for s in "$train_set" "$valid_set" ${test_sets}; do
+    ${python} -m espnet_pathways.bin.format_data --languages ${languages} ${add_language} \
+      --fs "$fs" --src "data/lang_${add_language}/${s}" --dst "${add_feats}/${s}" \
+      --split_languages true
+  done
+}
+
+# The grown model (tokens, weights, masks, configs), the dense baseline's grown start, and
+# the shape files of the new language's data (its features are normalised with the old
+# statistics: the old languages share the frontend).
+stage_add_grow() {
+  add_paths
+  local l=$add_language config=${add_language_config:-$prune_config}
+  local grow=(--lang "$l" --text "${add_feats}/${train_set}_${l}/text" --vocab_size "$nbpe"
+              --model_type "$bpe_model_type" --train_config "$config")
+  ${python} -m espnet_pathways.bin.add_language "${grow[@]}" \
+    --asr_train_config "${add_src}/config.yaml" --asr_model_file "${add_src}/${inference_model}" \
+    --segment "${add_feats}/${train_set}_${l}" "${add_feats}/${valid_set}_${l}" \
+    --out_dir "${add_dir}/init"
+  if "$add_language_baseline"; then
+    ${python} -m espnet_pathways.bin.add_language "${grow[@]}" \
+      --asr_train_config "${expdir}/asr_${dense_tag}/config.yaml" \
+      --asr_model_file "$(dense_model)" --out_dir "${add_dir}/init_dense"
+    cp "${add_dir}/init/tokens.txt" "${add_dir}/init_dense/tokens.txt"  # same pieces
+  fi
+  local n; n=$(wc -l <"${add_dir}/init/tokens.txt")
+  mkdir -p "${add_stats}/train"
+  cp "${stats_dir}/train/feats_stats.npz" "${add_stats}/train/feats_stats.npz"
+  for s in train valid; do
+    local set=$([ "$s" = train ] && echo "$train_set" || echo "$valid_set")
+    local d=${add_feats}/${set}_${l} o=${add_stats}/${s}_${l}
+    mkdir -p "$o"
+    cp "${d}/utt2num_samples" "${o}/speech_shape"
+    awk -v N="$n" '{ print $1 " " (NF - 1) "," N }' "${d}/text.pieces" >"${o}/text_shape.word"
+  done
+}
+
+# The new pathway: IMP on the new language from the grown weights (free and shared
+# weights pruned apart), then training at the final mask; frozen and/or shared mode.
+stage_add_train() {
+  add_paths
+  local l=$add_language
+  for mode in ${add_language_mode}; do
+    local freeze=()
+    case "$mode" in
+      frozen) freeze=(--freeze_pathways ${languages}) ;;
+      shared) ;;
+      *) echo "$0: --add_language_mode ${mode}: choose frozen and/or shared" >&2; exit 1 ;;
+    esac
+    add_env train_system "add_${l}_${mode}" "${add_dir}/init/train.yaml" \
+      --init_param "${add_dir}/init/model.pth" --pathway_masks "${add_dir}/init/masks.pth" \
+      --pruning imp --pruning_languages "$l" --pruning_target_sparsity "$target_sparsity" \
+      "${freeze[@]}"
+  done
+  if "$add_language_baseline"; then  # same config and steps, dense, the new language alone
+    add_env train_system "add_${l}_dense" "${add_dir}/init_dense/train.yaml" \
+      --init_param "${add_dir}/init_dense/model.pth"
+  fi
+}
+
+# Decode the new language with each system and the old languages again with the grown
+# model, score, and write RESULTS_add_<lang>.md plus its section in RESULTS.md.
+stage_add_results() {
+  add_paths
+  local l=$add_language systems_add=() args=()
+  for mode in ${add_language_mode}; do systems_add+=("add_${l}_${mode}"); done
+  "$add_language_baseline" && systems_add+=("add_${l}_dense")
+  for s in "${systems_add[@]}"; do
+    decode_tag="${decode_tag}_${l}" add_env decode_system "$s" "$l"
+    for t in ${test_sets}; do
+      mkdir -p "${expdir}/asr_${s}/${decode_tag}"
+      ln -sfn "$(cd "${expdir}/asr_${s}/${decode_tag}_${l}/${t}_${l}" && pwd)" \
+        "${expdir}/asr_${s}/${decode_tag}/${t}_${l}"
+    done
+    [ "$s" = "add_${l}_dense" ] || decode_system "$s"  # the old languages, grown model
+  done
+  for s in "${systems_add[@]}"; do
+    for t in ${test_sets}; do
+      for lang in ${languages} ${l}; do
+        local data=${data_feats}/${t}_${lang} out=${expdir}/asr_${s}/${decode_tag}/${t}_${lang}
+        [ "$lang" = "$l" ] && data=${add_feats}/${t}_${lang}
+        [ -f "${out}/text" ] || continue
+        for unit in word char; do
+          ${python} -m espnet_pathways.bin.score --ref "${data}/text" --hyp "${out}/text" \
+            --out_dir "${out}/score_$([ "$unit" = word ] && echo wer || echo cer)" --unit "$unit" \
+            2>&1 | grep -E "WER|CER|WARN|ERROR" | sed "s|^|${s}/${t}_${lang}: |"
+        done
+      done
+    done
+  done
+  for mode in ${add_language_mode}; do args+=(--system "${mode}=${expdir}/asr_add_${l}_${mode}"); done
+  "$add_language_baseline" && args+=(--baseline "${expdir}/asr_add_${l}_dense")
+  ${python} -m espnet_pathways.bin.add_language_results --lang "$l" --old_langs ${languages} \
+    --before "$add_src" "${args[@]}" --grown "${add_dir}/init" --decode_dir "$decode_tag" \
+    --out "RESULTS_add_${l}.md" --results "$results"
+  log "Wrote RESULTS_add_${l}.md and its section in ${results}"
+}
+
 run_stage 1 "data preparation (local/data.sh)" stage_data
 run_stage 2 "check and format data dirs" stage_format
 run_stage 3 "output vocabulary" stage_tokens
@@ -699,4 +833,10 @@ run_stage 14 "plots (mask overlap, sparsity, WER)" stage_plots
 run_stage 15 "pack models (ESPnet model zip)" stage_pack
 run_stage 16 "deployment table (fp32 vs int8)" stage_deploy
 run_stage 17 "upload to Hugging Face" stage_upload
+if [ -n "$add_language" ]; then
+  run_stage 18 "add ${add_language}: data" stage_add_data
+  run_stage 19 "add ${add_language}: vocabulary and grown model" stage_add_grow
+  run_stage 20 "add ${add_language}: new pathway (IMP + training, ${add_language_mode})" stage_add_train
+  run_stage 21 "add ${add_language}: decode, score, RESULTS_add_${add_language}.md" stage_add_results
+fi
 log "Finished in ${SECONDS} s"

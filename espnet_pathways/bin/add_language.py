@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Grow a trained pathway model by one language: tokens, weights, masks and config.
+
+    python -m espnet_pathways.bin.add_language \
+        --asr_train_config exp/asr_pathways_imp/config.yaml \
+        --asr_model_file exp/asr_pathways_imp/valid.loss.best.pth \
+        --pathway_masks exp/masks/lsp_imp.pth --lang cs \
+        --text dump/raw/add_cs/train_cs/text --vocab_size 100 --model_type char \
+        --segment dump/raw/add_cs/train_cs dump/raw/add_cs/dev_cs --out_dir exp/add_cs/init
+
+Writes into ``--out_dir``: ``tokens.txt`` (the old token list with the new language's
+pieces appended), ``model.pth`` (the old weights, vocabulary-sized tensors with rows
+appended), ``masks.pth`` (the old masks plus an all-ones pathway for the new language,
+which IMP then prunes), ``config.yaml`` (the training config of the grown model:
+``languages`` + the new one, ``model_conf.output_vocab_sizes``) and ``add_language.yaml``
+(what was added); with ``--train_config``, ``train.yaml`` (that config plus the grown
+model's ``model_conf.output_vocab_sizes``).  A dense model's config (no masks) grows
+its vocabulary only (the recipe's dense baseline).  See :mod:`espnet_pathways.add_language`.
+
+Pieces: with ``token_type: char`` the new language's characters; otherwise a
+sentencepiece model trained on ``--text`` (``<out_dir>/tokens/<lang>/bpe.model``) whose
+pieces the new language's text is segmented into (``DIR/text.pieces`` for each
+``--segment`` dir), read as ``token_type: word`` like the merged vocabulary of the
+paper; the old languages' pieces keep their ids, and their hypotheses are joined back
+into text the same way (``token_mode: merged``).
+"""
+import argparse
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from espnet2.utils.types import str_or_none
+
+from espnet_pathways.bin._cli import run, setup_logging
+
+
+def new_language_pieces(text_file: str, token_type: str, out_dir: Path, lang: str,
+                        vocab_size: int, model_type: str) -> List[str]:
+    """The output units the new language's text needs."""
+    from espnet_pathways import tokens
+
+    text = tokens.read_text(text_file)
+    if not text:
+        raise ValueError(f"{text_file}: no transcripts for language {lang!r}")
+    if token_type == "char":
+        return sorted({c for words in text.values() for c in words if not c.isspace()})
+    model = tokens.train_sentencepiece(text.values(), out_dir / "tokens" / lang / "bpe",
+                                       vocab_size, model_type)
+    return tokens.model_pieces(model)
+
+
+def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Optional[str],
+               lang: str, pieces: List[str], out_dir: str,
+               train_config: Optional[str] = None) -> Dict[str, Any]:
+    """Write the grown model's files into ``out_dir`` (see the module doc); a model without
+    masks (dense) grows its vocabulary only.  With ``train_config``, also ``train.yaml``:
+    that config with ``model_conf.output_vocab_sizes`` for training the grown model."""
+    import torch
+    import yaml
+
+    from espnet_pathways.add_language import grow_masks, grow_state_dict, grow_token_list
+    from espnet_pathways.checkpoint import load_state_dict
+    from espnet_pathways.fileio import atomic_output, atomic_write_text
+    from espnet_pathways.masks import PathwayMasks
+    from espnet_pathways.tokens import write_lines
+
+    if not Path(asr_train_config).is_file():
+        raise FileNotFoundError(f"{asr_train_config}: training config not found")
+    cfg = yaml.safe_load(Path(asr_train_config).read_text(encoding="utf-8"))
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("token_list"), list):
+        raise ValueError(f"{asr_train_config}: not an ESPnet training config with a token list")
+    languages = list(cfg.get("languages") or [])
+    if lang in languages:
+        raise ValueError(f"{asr_train_config}: the model already knows language {lang!r}")
+    mask_file = pathway_masks or cfg.get("pathway_masks")
+    masks = PathwayMasks.load(mask_file) if mask_file else None  # None: a dense model
+    old_tokens = list(cfg["token_list"])
+    grown, added = grow_token_list(old_tokens, pieces)
+    state = load_state_dict(asr_model_file)
+    if masks is not None:
+        masks.check_compatible(state)
+    new_state = grow_state_dict(state, len(old_tokens), len(grown))
+
+    model_conf = dict(cfg.get("model_conf") or {})
+    sizes = dict(model_conf.get("output_vocab_sizes") or {})
+    for old in languages:
+        sizes.setdefault(old, len(old_tokens))
+    sizes[lang] = len(grown)
+    model_conf["output_vocab_sizes"] = sizes
+    out = Path(out_dir)
+    cfg.update(token_list=grown, languages=[*languages, lang], model_conf=model_conf,
+               pathway_masks=None if masks is None else str(out / "masks.pth"))
+    if cfg.get("token_type") == "bpe":  # pieces per language, as the merged vocabulary
+        cfg.update(token_type="word", token_mode="merged", bpemodel=None)
+    with atomic_output(out / "model.pth", suffix=".pth") as tmp:
+        torch.save(new_state, str(tmp))
+    if masks is not None:
+        with atomic_output(out / "masks.pth", suffix=".pth") as tmp:
+            grow_masks(masks, lang, len(old_tokens), len(grown)).save(tmp)
+    write_lines(grown, out / "tokens.txt")
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, allow_unicode=True))
+    if train_config:  # the recipe's training config + the grown model's output vocabularies
+        train = yaml.safe_load(Path(train_config).read_text(encoding="utf-8"))
+        train["model_conf"] = {**(train.get("model_conf") or {}),
+                               "output_vocab_sizes": sizes}
+        atomic_write_text(out / "train.yaml", yaml.safe_dump(train, allow_unicode=True))
+    info = {"lang": lang, "source_model": str(asr_model_file), "source_masks": str(mask_file),
+            "vocab_size_before": len(old_tokens), "vocab_size_after": len(grown),
+            "added_tokens": added,
+            "added_parameters": sum(v.numel() for v in new_state.values())
+            - sum(v.numel() for v in state.values())}
+    atomic_write_text(out / "add_language.yaml", yaml.safe_dump(info, allow_unicode=True))
+    logging.info("%s: %d tokens added (%d -> %d) -> %s", lang, len(added), len(old_tokens),
+                 len(grown), out)
+    return info
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--asr_train_config", required=True)
+    p.add_argument("--asr_model_file", required=True)
+    p.add_argument("--pathway_masks", type=str_or_none, default=None,
+                   help="default: the config's (a dense model's config has none: vocabulary only)")
+    p.add_argument("--lang", required=True, help="code of the language to add")
+    p.add_argument("--text", required=True, help="the new language's training text (Kaldi)")
+    p.add_argument("--vocab_size", type=int, default=100,
+                   help="pieces of the new language's sentencepiece model")
+    p.add_argument("--model_type", default="unigram", choices=["unigram", "bpe", "char"])
+    p.add_argument("--segment", nargs="*", default=[],
+                   help="data dirs of the new language whose text is segmented into text.pieces")
+    p.add_argument("--train_config", default=None,
+                   help="training config copied to <out_dir>/train.yaml with the grown "
+                   "model's model_conf.output_vocab_sizes")
+    p.add_argument("--out_dir", required=True)
+    p.add_argument("--log_level", default="INFO")
+    return p
+
+
+def main(cmd: Optional[List[str]] = None) -> Dict[str, Any]:
+    import yaml
+
+    from espnet_pathways import tokens
+    from espnet_pathways.languages import read_utt2lang
+
+    args = get_parser().parse_args(cmd)
+    setup_logging(args.log_level)
+    cfg = yaml.safe_load(Path(args.asr_train_config).read_text(encoding="utf-8")) \
+        if Path(args.asr_train_config).is_file() else {}
+    token_type = (cfg or {}).get("token_type", "bpe")
+    out = Path(args.out_dir)
+    pieces = new_language_pieces(args.text, token_type, out, args.lang, args.vocab_size,
+                                 args.model_type)
+    info = grow_model(args.asr_train_config, args.asr_model_file, args.pathway_masks,
+                      args.lang, pieces, args.out_dir, args.train_config)
+    for d in map(Path, args.segment):
+        if token_type == "char":
+            break
+        seg = tokens.segment_merged(tokens.read_text(d / "text"), read_utt2lang(d / "utt2lang"),
+                                    out / "tokens")
+        tokens.write_lines((f"{u} {p}" for u, p in sorted(seg.items())), d / "text.pieces")
+        logging.info("wrote %s", d / "text.pieces")
+    return info
+
+
+if __name__ == "__main__":
+    run(main)
