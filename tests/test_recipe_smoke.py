@@ -20,9 +20,8 @@ import pytest
 from helpers import ROOT
 
 SYSTEMS = ["dense", "dense_ft", "dense_small", "lsp_imp", "lsp_lth", "lap",
-           "pathways_imp", "pathways_lth", "pathways_random"]
-#: pathways_dynamic too: without its config the recipe says so and leaves it out.
-ALL_SYSTEMS = SYSTEMS + ["pathways_dynamic"]
+           "pathways_imp", "pathways_lth", "pathways_random", "pathways_dynamic"]
+ALL_SYSTEMS = SYSTEMS
 
 
 def run(cmd, cwd, **kw):
@@ -45,7 +44,7 @@ def recipe(tmp_path_factory):
         "--dense_small_config", "tconf/train_tiny_small.yaml",
         "--prune_config", "tconf/prune_tiny.yaml", "--lap_config", "tconf/prune_tiny.yaml",
         "--pathways_config", "tconf/pathways_tiny.yaml",
-        "--dynamic_config", "tconf/absent.yaml",
+        "--dynamic_config", "tconf/dynamic_tiny.yaml",
         "--systems", " ".join(ALL_SYSTEMS), "--lsp_prune_every_candidates", "1 2",
         "--results", "RESULTS.md",
     ]
@@ -138,8 +137,22 @@ def test_compute_is_recorded_and_the_extra_steps_are_matched(recipe):
     choice = dict(line.split("\t") for line in (exp / "lsp_prune_every.tsv").read_text().splitlines())
     assert set(choice) == {"en", "nl"} and choice["en"] in ("1", "2")
     assert (exp / "asr_lsp_imp_en").resolve() == (exp / f"asr_lsp_imp_en_every{choice['en']}").resolve()
-    assert "pathways_dynamic: no tconf/absent.yaml; not trained" in (d / "run.log").read_text()
-    assert not (exp / "asr_pathways_dynamic").exists()
+    assert compute["asr_pathways_dynamic"]["steps"] == 12  # matched, no per-language runs
+    assert (exp / "asr_pathways_dynamic/compute_sources").read_text().split() == [
+        "asr_dense", "asr_pathways_dynamic"]
+
+
+def test_dynamic_pathways_end_at_the_target_and_report_their_drift(recipe):
+    d, _ = recipe
+    from espnet_pathways.masks import PathwayMasks
+
+    exp = d / "exp"
+    masks = PathwayMasks.load(exp / "asr_pathways_dynamic/masks.pth")
+    for lang in ("en", "nl"):
+        assert abs(masks.sparsity(lang) - 0.7) < 0.01
+    drift = json.loads((exp / "asr_pathways_dynamic/mask_drift.json").read_text())
+    assert set(drift["start"]) == set(drift["end"]) == {"en-nl"}
+    assert "pathways_dynamic" in (d / "RESULTS.md").read_text()
 
 
 def test_random_pathways_are_a_trained_sparse_model(recipe):
