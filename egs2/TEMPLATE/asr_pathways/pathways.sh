@@ -608,7 +608,8 @@ stage_results() {
   for s in $(trained_systems); do [ -d "${expdir}/asr_${s}" ] && system_info "$s"; done
   for s in $(trained_systems); do args+=(--system "${s}=${expdir}/asr_${s}"); done
   local configs="${dense_tag}=${dense_config} dense_small=${dense_small_config} lsp=${prune_config}"
-  configs+=" lap=${lap_config} pathways=${pathways_config}"
+  configs+=" lap=${lap_config} pathways=${pathways_config}"  # dense_ft: the pathway config, no masks
+  [ -f "${dynamic_config}" ] && configs+=" pathways_dynamic=${dynamic_config}"  # overrides of pathways
   for c in ${result_configs:-$configs}; do args+=(--config "$c"); done
   [ -f data/local/corpus_summary.tsv ] && args+=(--data_summary data/local/corpus_summary.tsv)
   [ -f "${expdir}/masks/overlap.json" ] && args+=(--overlap_json "${expdir}/masks/overlap.json")
