@@ -173,7 +173,16 @@ def test_frozen_mode_keeps_old_languages_bit_identical(old_exp, frozen_exp, froz
 def test_frozen_mode_trained_the_new_pathway(old_exp, frozen_exp):
     masks = PathwayMasks.load(yaml.safe_load((frozen_exp / "config.yaml").read_text())["pathway_masks"])
     assert masks.languages == [*LANGS, NEW]
-    assert masks.sparsity(NEW) == pytest.approx(0.5, abs=0.01)
+    union = PathwayMasks.load(old_exp / "masks.pth").union()
+    cs = masks.for_language(NEW)
+    total = sum(m.numel() for m in union.values())
+    inside = sum(int(union[n].sum()) for n in union)
+    # reads as many shared weights as one pathway holds (target 0.5) or the whole union,
+    # writes half of the free weights
+    assert sum(int((cs[n] & union[n]).sum()) for n in union) == pytest.approx(
+        min(0.5 * total, inside), rel=0.01)
+    assert sum(int((cs[n] & ~union[n]).sum()) for n in union) == pytest.approx(
+        0.5 * (total - inside), rel=0.01)
     old = torch.load(old_exp / "model.pth")
     new = torch.load(frozen_exp / "model.pth")
     init = torch.load(frozen_exp.parent / "init" / "model.pth")
