@@ -30,12 +30,22 @@ three pieces, all here:
   new language also updates the weights it shares with the old pathways.
 
 The new language's mask comes from the existing pruning machinery: its pathway starts as
-all-ones (:func:`grow_masks`) and ``--pruning imp --pruning_languages <new>`` prunes it on
-the new language's data from the current weights, inside the same training run.
+all-ones (:func:`grow_masks`), or as one old language's pathway plus every free weight
+(``shared_from``), and ``--pruning imp --pruning_languages <new>`` prunes it on the new
+language's data from the current weights, inside the same training run.
+
+**Start point** (:func:`fill_free_weights`, :func:`token_row_sources`).  A trained pathway
+model holds exact zeros outside the union of its masks (the trainer zeroes them), so a
+new pathway trained only there would start its writable weights from nothing.  The free
+positions are therefore filled from a model that learned them -- the dense model the
+pathway system started from -- and the new output rows start from the row of the same
+character without its diacritics where the old vocabulary has one (``č`` from ``c``),
+else from ``<unk>``.  Neither touches an element an old language reads.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -49,12 +59,14 @@ __all__ = [
     "VOCABULARY_PARAMETERS",
     "FrozenPathways",
     "OutputRows",
+    "fill_free_weights",
     "frozen_elements",
     "grow_masks",
     "grow_state_dict",
     "grow_token_list",
     "is_vocabulary_parameter",
     "restrict_output",
+    "token_row_sources",
 ]
 
 #: Parameters with one row per output token (ESPnet transducer names).
@@ -91,11 +103,39 @@ def grow_token_list(tokens: Sequence[str], pieces: Iterable[str]) -> Tuple[List[
     return [*tokens, *added], added
 
 
-def grow_state_dict(state: Mapping[str, Tensor], old_size: int, new_size: int) -> Dict[str, Tensor]:
+def base_form(piece: str) -> str:
+    """``piece`` without combining marks (``ř`` -> ``r``, ``▁žena`` -> ``▁zena``)."""
+    return "".join(c for c in unicodedata.normalize("NFD", piece)
+                   if not unicodedata.combining(c))
+
+
+def token_row_sources(tokens: Sequence[str], added: Sequence[str]) -> List[int]:
+    """For each ``added`` token, the old id its output rows start from.
+
+    The old token spelled the same without diacritics (``č`` -> ``c``), lower-cased if
+    needed, where the old vocabulary has it: the old model already knows that sound's
+    spelling neighbour.  Otherwise ``<unk>``.
+    """
+    index = {t: i for i, t in enumerate(tokens)}
+    out = []
+    for piece in added:
+        base = base_form(piece)
+        out.append(index.get(base, index.get(base.lower(), UNK_ID)))
+    return out
+
+
+def grow_state_dict(state: Mapping[str, Tensor], old_size: int, new_size: int,
+                    sources: Optional[Sequence[int]] = None) -> Dict[str, Tensor]:
     """The state dict with ``new_size - old_size`` rows appended to every vocabulary-sized
-    tensor (copies of the ``<unk>`` row); every other tensor and every old row unchanged."""
+    tensor (copies of the old rows ``sources``, one per new token, default all ``<unk>``);
+    every other tensor and every old row unchanged."""
     if new_size < old_size:
         raise ValueError(f"the vocabulary cannot shrink ({old_size} -> {new_size})")
+    if sources is None:
+        sources = [UNK_ID] * (new_size - old_size)
+    if len(sources) != new_size - old_size or any(not 0 <= i < old_size for i in sources):
+        raise ValueError(f"need one old row (0..{old_size - 1}) per new token, got {list(sources)}")
+    rows = torch.tensor(list(sources), dtype=torch.long)
     out: Dict[str, Tensor] = {}
     grown = []
     for name, value in state.items():
@@ -105,8 +145,7 @@ def grow_state_dict(state: Mapping[str, Tensor], old_size: int, new_size: int) -
                     f"{name} has {value.shape[0]} rows, the token list {old_size}: "
                     "the model does not belong to this token list"
                 )
-            extra = value[UNK_ID:UNK_ID + 1].expand(new_size - old_size, *value.shape[1:])
-            out[name] = torch.cat([value, extra.clone()], dim=0)
+            out[name] = torch.cat([value, value[rows.to(value.device)]], dim=0)
             grown.append(name)
         else:
             out[name] = value
@@ -115,14 +154,43 @@ def grow_state_dict(state: Mapping[str, Tensor], old_size: int, new_size: int) -
     return out
 
 
-def grow_masks(masks: PathwayMasks, lang: str, old_size: int, new_size: int) -> PathwayMasks:
-    """The old masks plus an all-ones pathway for ``lang`` (IMP then prunes it).
+def fill_free_weights(state: Mapping[str, Tensor], masks: PathwayMasks,
+                      source: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """``state`` with every masked weight outside the union of ``masks`` taken from
+    ``source`` (the dense model the pathway system was trained from).
+
+    Why: those positions are exact zeros in a trained pathway model, and they are all a
+    frozen new pathway may write; starting them from learned values instead of zero gives
+    the new language a working sub-network to adapt.  Every element inside the union (what
+    the old languages read) is returned unchanged, bit for bit.
+    """
+    union = masks.union()
+    out = dict(state)
+    for name, keep in union.items():
+        if name not in source:
+            raise ValueError(f"{name}: not in the model the free weights are taken from")
+        src = source[name]
+        if src.shape != state[name].shape:
+            raise ValueError(f"{name}: shape {tuple(src.shape)} in the model the free weights "
+                             f"are taken from, {tuple(state[name].shape)} in the pathway model")
+        out[name] = torch.where(keep.to(src.device), state[name], src.to(state[name].dtype))
+    return out
+
+
+def grow_masks(masks: PathwayMasks, lang: str, old_size: int, new_size: int,
+               shared_from: Optional[str] = None) -> PathwayMasks:
+    """The old masks plus a pathway for ``lang`` (IMP then prunes it): all-ones, or with
+    ``shared_from`` that language's pathway inside the old union plus every weight outside
+    it (in frozen mode IMP then prunes only the outside, :meth:`FrozenPathways.prune`).
 
     Vocabulary-sized masked tensors (an auxiliary CTC head, when pruned) get the new rows:
     kept by ``lang``, not by the old languages (which never read them).
     """
     if lang in masks:
         raise ValueError(f"the model already has a pathway for {lang!r}")
+    if shared_from is not None and shared_from not in masks:
+        raise ValueError(f"shared_from={shared_from!r}: no such pathway in the masks "
+                         f"({', '.join(masks.languages)})")
     grown: Dict[str, Dict[str, Tensor]] = {}
     for old_lang, mask in masks.masks.items():
         grown[old_lang] = {
@@ -131,10 +199,15 @@ def grow_masks(masks: PathwayMasks, lang: str, old_size: int, new_size: int) -> 
             for n, m in mask.items()
         }
     ref = next(iter(grown.values()))
-    grown[lang] = {n: torch.ones_like(m) for n, m in ref.items()}
+    if shared_from is None:
+        grown[lang] = {n: torch.ones_like(m) for n, m in ref.items()}
+    else:
+        union = PathwayMasks(dict(grown)).union()  # the old languages' union
+        grown[lang] = {n: grown[shared_from][n] | ~union[n] for n in ref}
     meta = dict(masks.meta)
     meta["added_language"] = lang
     meta["vocab_size_before"] = old_size
+    meta["shared_from"] = shared_from
     return PathwayMasks(grown, meta)
 
 
@@ -236,12 +309,21 @@ class FrozenPathways:
               current: Mapping[str, Tensor]) -> Dict[str, Tensor]:
         """IMP of the new pathway: ``sparsity`` inside and outside the old union apart.
 
-        Weights outside the old union are zero in a pathway model and start from zero:
-        one magnitude ranking over all weights would prune every one of them and leave
-        the new language nothing it may write.  Pruning the two regions separately to
-        the same sparsity keeps the new pathway's share of free weights (what it trains)
-        and of shared weights (what it reads) as large as the pathway of any language.
+        The free weights (outside the old union) may hold other magnitudes than the
+        trained shared ones (zeros, or the dense model's values): one magnitude ranking
+        over all weights could prune every one of them and leave the new language nothing
+        it may write.  The two regions are pruned apart: outside the union the new
+        pathway keeps the target share of the free weights (what it trains); inside, the
+        largest-magnitude weights up to as many as one pathway holds of the whole (what it
+        reads; the whole union when that is smaller).  Why not the target share of the
+        union: overlapping pathways make the union barely larger than one pathway (the
+        default recipe: 32.8% of the weights, each pathway 30%), so 30% of the union is a
+        third of a working pathway and the new language read a crippled network (it
+        learned nothing in 120 steps).  When the pathway started
+        from an old language's (``meta["shared_from"]``), its shared part is that
+        working pathway and is kept whole; only the free region is pruned.
         """
+        keep_shared = bool(self.model.pathway_masks.meta.get("shared_from"))
         out: Dict[str, Tensor] = {}
         groups = [list(weights)] if scope == "global" else [[n] for n in weights]
         for names in groups:
@@ -251,7 +333,13 @@ class FrozenPathways:
                 region = {n: self.old_union[n] if inside else ~self.old_union[n] for n in names}
                 share = sum(int(r.count_nonzero()) for r in region.values()) / max(total, 1)
                 cur = {n: current[n] & region[n] for n in names}
-                kept = magnitude_prune(w, 1.0 - (1.0 - sparsity) * share, "global", current=cur)
+                if inside and keep_shared:
+                    out.update(cur)
+                    continue
+                # inside: as many weights as one pathway holds (all of a smaller union);
+                # outside: the target share of the free weights
+                keep = min(1.0 - sparsity, share) if inside else (1.0 - sparsity) * share
+                kept = magnitude_prune(w, 1.0 - keep, "global", current=cur)
                 for n in names:
                     out[n] = kept[n] if inside else out[n] | kept[n]
         return out

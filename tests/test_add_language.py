@@ -21,9 +21,11 @@ from test_model import random_pathways
 from training_runs import run_training
 
 from espnet_pathways.add_language import (
+    fill_free_weights,
     grow_state_dict,
     grow_token_list,
     restrict_output,
+    token_row_sources,
 )
 from espnet_pathways.masks import PathwayMasks, apply_masks_
 
@@ -65,13 +67,35 @@ def old_exp(tmp_path_factory):
     return d
 
 
-def add_czech(old: Path, out: Path, frozen: bool) -> Path:
-    """bin.add_language's growth, then IMP + training on Czech only (4 steps)."""
+@pytest.fixture(scope="module")
+def dense_file(tmp_path_factory):
+    """The "dense model" the free weights start from: other weights, no zeros."""
+    d = tmp_path_factory.mktemp("dense")
+    torch.save(tiny_model(seed=7).state_dict(), d / "dense.pth")
+    return d / "dense.pth"
+
+
+def czech_loss(model, steps: int) -> float:
+    """Mean loss of ``model`` on the Czech training batches of :func:`add_czech`."""
+    from helpers import tiny_batch
+
+    cs = len(model.languages) - 1
+    model.eval()
+    with torch.no_grad():
+        losses = [float(model(**tiny_batch([cs, cs], seed=1000 + i))[0]) for i in range(steps)]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def add_czech(old: Path, out: Path, frozen: bool, dense: Path = None, shared_from: str = None,
+              steps: int = 4, losses: list = None) -> Path:
+    """bin.add_language's growth, then IMP + training on Czech only (``steps`` steps)."""
     from espnet_pathways.bin.add_language import grow_model
     from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
 
     info = grow_model(str(old / "config.yaml"), str(old / "model.pth"), None, NEW,
-                      CS_CHARS, str(out / "init"))
+                      CS_CHARS, str(out / "init"), init_free_from=dense and str(dense),
+                      shared_from=shared_from)
     assert info["vocab_size_after"] == len(TOKENS) + len(CS_CHARS)
     cfg = yaml.safe_load((out / "init" / "config.yaml").read_text())
     args = tiny_args(**{k: cfg[k] for k in ("token_list", "languages", "model_conf")})
@@ -80,11 +104,15 @@ def add_czech(old: Path, out: Path, frozen: bool) -> Path:
     model.load_state_dict(torch.load(out / "init" / "model.pth"))
     model.set_pathway_masks(PathwayMasks.load(out / "init" / "masks.pth"))
     cs = len(cfg["languages"]) - 1
-    plan = [[[cs, cs]] * 4]  # Czech batches only
+    plan = [[[cs, cs]] * steps]  # Czech batches only
     (out / "train").mkdir()
+    if losses is not None:
+        losses.append(czech_loss(model, steps))
     run_training(model, out / "train", plan, max_epoch=1, pruning="imp",
                  pruning_languages=[NEW], pruning_every=2, pruning_target_sparsity=0.5,
                  pruning_fraction=0.3, freeze_pathways=LANGS if frozen else [])
+    if losses is not None:
+        losses.append(czech_loss(model, steps))
     exp = out / "exp"
     exp.mkdir()
     torch.save(model.state_dict(), exp / "model.pth")
@@ -94,8 +122,18 @@ def add_czech(old: Path, out: Path, frozen: bool) -> Path:
 
 
 @pytest.fixture(scope="module")
-def frozen_exp(old_exp, tmp_path_factory):
-    return add_czech(old_exp, tmp_path_factory.mktemp("frozen"), frozen=True)
+def frozen_exp(old_exp, dense_file, tmp_path_factory):
+    """The recipe's default: free weights from the dense model, all-ones start mask."""
+    return add_czech(old_exp, tmp_path_factory.mktemp("frozen"), frozen=True, dense=dense_file)
+
+
+@pytest.fixture(scope="module")
+def frozen_nl(old_exp, dense_file, tmp_path_factory):
+    """Frozen, the new pathway started from Dutch's; (exp dir, Czech loss before/after)."""
+    losses = []
+    exp = add_czech(old_exp, tmp_path_factory.mktemp("frozen_nl"), frozen=True,
+                    dense=dense_file, shared_from="nl", steps=8, losses=losses)
+    return exp, losses
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +158,13 @@ def test_growth_appends_tokens_and_rows():
     assert torch.equal(cut["joint_network.lin_out.bias"], state["joint_network.lin_out.bias"])
 
 
-def test_frozen_mode_keeps_old_languages_bit_identical(old_exp, frozen_exp):
+@pytest.mark.parametrize("start", ["all-ones", "from nl"])
+def test_frozen_mode_keeps_old_languages_bit_identical(old_exp, frozen_exp, frozen_nl, start):
     """The key invariant: hypotheses and scores of every old language, exactly."""
+    exp = frozen_exp if start == "all-ones" else frozen_nl[0]
     nonempty = 0
     for lang in LANGS:
-        before, after = decode(old_exp, lang), decode(frozen_exp, lang)
+        before, after = decode(old_exp, lang), decode(exp, lang)
         assert after == before, lang
         nonempty += sum(len(h[0][0]) > 1 for h in before)
     assert nonempty > 0  # something was actually recognised and compared
@@ -133,15 +173,26 @@ def test_frozen_mode_keeps_old_languages_bit_identical(old_exp, frozen_exp):
 def test_frozen_mode_trained_the_new_pathway(old_exp, frozen_exp):
     masks = PathwayMasks.load(yaml.safe_load((frozen_exp / "config.yaml").read_text())["pathway_masks"])
     assert masks.languages == [*LANGS, NEW]
-    assert masks.sparsity(NEW) == pytest.approx(0.5, abs=0.01)
+    union = PathwayMasks.load(old_exp / "masks.pth").union()
+    cs = masks.for_language(NEW)
+    total = sum(m.numel() for m in union.values())
+    inside = sum(int(union[n].sum()) for n in union)
+    # reads as many shared weights as one pathway holds (target 0.5) or the whole union,
+    # writes half of the free weights
+    assert sum(int((cs[n] & union[n]).sum()) for n in union) == pytest.approx(
+        min(0.5 * total, inside), rel=0.01)
+    assert sum(int((cs[n] & ~union[n]).sum()) for n in union) == pytest.approx(
+        0.5 * (total - inside), rel=0.01)
     old = torch.load(old_exp / "model.pth")
     new = torch.load(frozen_exp / "model.pth")
+    init = torch.load(frozen_exp.parent / "init" / "model.pth")
     union = PathwayMasks.load(old_exp / "masks.pth").union()
     moved_outside = 0
     for name, w in old.items():
         if name in union:  # inside the old union: unchanged; outside: the new pathway's
             assert torch.equal(new[name][union[name]], w[union[name]]), name
-            moved_outside += int((new[name][~union[name]] != w[~union[name]]).sum())
+            out = ~union[name] & masks.for_language(NEW)[name]
+            moved_outside += int((new[name][out] != init[name][out]).sum())
         elif new[name].shape != w.shape:  # grown: old rows unchanged, new rows trained
             assert torch.equal(new[name][: w.shape[0]], w), name
             assert not torch.equal(new[name][w.shape[0]:], new[name][1:2].expand_as(new[name][w.shape[0]:]))
@@ -150,6 +201,53 @@ def test_frozen_mode_trained_the_new_pathway(old_exp, frozen_exp):
     assert moved_outside > 0
     hyps = decode(frozen_exp, NEW)  # the new language decodes through its own pathway
     assert hyps and all(h[0][1] != b[0][1] for h, b in zip(hyps, decode(frozen_exp, LANGS[0])))
+
+
+def test_free_weights_start_from_the_dense_model(old_exp, dense_file, frozen_exp):
+    """Outside the old union the grown model holds the dense model's values (not the
+    pathway model's zeros); inside it, the pathway model's, bit for bit."""
+    old = torch.load(old_exp / "model.pth")
+    dense = torch.load(dense_file)
+    grown = torch.load(frozen_exp.parent / "init" / "model.pth")
+    union = PathwayMasks.load(old_exp / "masks.pth").union()
+    for name, keep in union.items():
+        assert not old[name][~keep].any(), name  # the trained pathway model: zeros there
+        assert torch.equal(grown[name][~keep], dense[name][~keep]), name
+        assert torch.equal(grown[name][keep], old[name][keep]), name
+    info = yaml.safe_load((frozen_exp.parent / "init" / "add_language.yaml").read_text())
+    assert info["free_weights_from"] == str(dense_file)
+    masks = PathwayMasks.load(old_exp / "masks.pth")
+    with pytest.raises(ValueError, match="shape"):
+        fill_free_weights(old, masks, {n: v[:1] if v.dim() else v for n, v in dense.items()})
+
+
+def test_new_rows_start_from_the_letter_without_diacritics():
+    grown, added = grow_token_list(TOKENS, ["č", "ř", "ů", "Ž", "ß"])
+    src = token_row_sources(TOKENS, added)
+    assert [TOKENS[i] for i in src] == ["c", "r", "u", "z", "<unk>"]
+    state = {"joint_network.lin_out.weight": torch.randn(len(TOKENS), 4)}
+    new = grow_state_dict(state, len(TOKENS), len(grown), src)
+    assert torch.equal(new["joint_network.lin_out.weight"][len(TOKENS)],
+                       state["joint_network.lin_out.weight"][TOKENS.index("c")])
+    with pytest.raises(ValueError, match="one old row"):
+        grow_state_dict(state, len(TOKENS), len(grown), src[:-1])
+
+
+def test_pathway_started_from_nl_keeps_it_and_learns(old_exp, frozen_nl):
+    """Started from Dutch's pathway: its shared part is exactly Dutch's (IMP prunes only
+    the free weights), and 8 frozen steps on Czech lower the Czech loss."""
+    exp, (before, after) = frozen_nl
+    old = PathwayMasks.load(old_exp / "masks.pth")
+    union = old.union()
+    new = PathwayMasks.load(yaml.safe_load((exp / "config.yaml").read_text())["pathway_masks"])
+    assert new.meta["shared_from"] == "nl"
+    free_kept = free = 0
+    for name, m in new.for_language(NEW).items():
+        assert torch.equal(m & union[name], old.for_language("nl")[name]), name
+        free_kept += int((m & ~union[name]).sum())
+        free += int((~union[name]).sum())
+    assert free_kept / free == pytest.approx(0.5, abs=0.02)  # the target, free region
+    assert after < before, (before, after)
 
 
 def test_shared_mode_changes_old_languages(old_exp, shared_exp):
@@ -228,3 +326,35 @@ def test_results_section_is_replaced_not_repeated():
     assert once.startswith(text) and "v1" in once
     assert "v1" not in twice and twice.count("add_language:cs -->") == 2
     assert "## Later section" in twice
+
+
+def test_report_skips_old_languages_not_redecoded(tmp_path):
+    """Stage 21 re-decodes the old languages in shared mode only when asked: the report
+    then lists shared mode as not re-decoded instead of a table of n/a."""
+    import json
+
+    from espnet_pathways.bin.add_language_results import build_report
+
+    def scored(exp: Path, lang: str, rate: float, text: str) -> None:
+        d = exp / "decode" / f"test_{lang}"
+        for sub in ("score_cer", "score_wer"):
+            (d / sub).mkdir(parents=True)
+            (d / sub / "score.json").write_text(json.dumps(
+                {"n_utt": 1, "n_ref": 10, "sub": 1, "del": 0, "ins": 0, "error_rate": rate,
+                 "missing": 0}))
+        (d / "text").write_text(text)
+
+    before, frozen, shared, grown = (tmp_path / n for n in ("before", "frozen", "shared", "g"))
+    grown.mkdir()
+    (grown / "add_language.yaml").write_text(yaml.safe_dump(
+        {"added_tokens": CS_CHARS, "vocab_size_before": 30, "vocab_size_after": 41,
+         "added_parameters": 100}))
+    for exp in (before, frozen):
+        scored(exp, "en", 50.0, "u1 a b\n")
+    scored(frozen, NEW, 40.0, "u1 č\n")
+    scored(shared, NEW, 30.0, "u1 č\n")
+    report = build_report(NEW, ["en"], before, {"frozen": frozen, "shared": shared}, None,
+                          grown, "decode")
+    assert "| frozen | en | 50.0 | 50.0 | 50.0 | 50.0 | yes |" in report
+    assert "| shared | en |" not in report
+    assert "Not re-decoded on the old languages: shared" in report

@@ -6,7 +6,8 @@
         --asr_model_file exp/asr_pathways_imp/valid.loss.best.pth \
         --pathway_masks exp/masks/lsp_imp.pth --lang cs \
         --text dump/raw/add_cs/train_cs/text --vocab_size 100 --model_type char \
-        --segment dump/raw/add_cs/train_cs dump/raw/add_cs/dev_cs --out_dir exp/add_cs/init
+        --segment dump/raw/add_cs/train_cs dump/raw/add_cs/dev_cs --out_dir exp/add_cs/init \
+        --init_free_from exp/asr_dense/valid.loss.best.pth
 
 Writes into ``--out_dir``: ``tokens.txt`` (the old token list with the new language's
 pieces appended), ``model.pth`` (the old weights, vocabulary-sized tensors with rows
@@ -16,6 +17,12 @@ which IMP then prunes), ``config.yaml`` (the training config of the grown model:
 (what was added); with ``--train_config``, ``train.yaml`` (that config plus the grown
 model's ``model_conf.output_vocab_sizes``).  A dense model's config (no masks) grows
 its vocabulary only (the recipe's dense baseline).  See :mod:`espnet_pathways.add_language`.
+
+Start point of the new pathway: ``--init_free_from <dense model>`` fills the weights
+outside every old pathway (zeros in a trained pathway model) with the dense model's;
+``--shared_from <old lang>`` starts the new mask from that language's pathway plus every
+free weight instead of all-ones.  New output rows copy the old row of the same piece
+without diacritics where there is one, else ``<unk>`` (``add_language.yaml`` lists it).
 
 Pieces: with ``token_type: char`` the new language's characters; otherwise a
 sentencepiece model trained on ``--text`` (``<out_dir>/tokens/<lang>/bpe.model``) whose
@@ -51,14 +58,27 @@ def new_language_pieces(text_file: str, token_type: str, out_dir: Path, lang: st
 
 def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Optional[str],
                lang: str, pieces: List[str], out_dir: str,
-               train_config: Optional[str] = None) -> Dict[str, Any]:
+               train_config: Optional[str] = None, init_free_from: Optional[str] = None,
+               shared_from: Optional[str] = None) -> Dict[str, Any]:
     """Write the grown model's files into ``out_dir`` (see the module doc); a model without
     masks (dense) grows its vocabulary only.  With ``train_config``, also ``train.yaml``:
-    that config with ``model_conf.output_vocab_sizes`` for training the grown model."""
+    that config with ``model_conf.output_vocab_sizes`` for training the grown model.
+
+    ``init_free_from``: a model file (the dense model the pathway system was trained
+    from) whose values fill the weights outside every old pathway (zeros otherwise).
+    ``shared_from``: the old language whose pathway the new one starts from (inside the
+    old union; all-ones otherwise).  New output rows start from the old row of the same
+    character without diacritics where there is one, else ``<unk>``."""
     import torch
     import yaml
 
-    from espnet_pathways.add_language import grow_masks, grow_state_dict, grow_token_list
+    from espnet_pathways.add_language import (
+        fill_free_weights,
+        grow_masks,
+        grow_state_dict,
+        grow_token_list,
+        token_row_sources,
+    )
     from espnet_pathways.checkpoint import load_state_dict
     from espnet_pathways.fileio import atomic_output, atomic_write_text
     from espnet_pathways.masks import PathwayMasks
@@ -74,12 +94,20 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
         raise ValueError(f"{asr_train_config}: the model already knows language {lang!r}")
     mask_file = pathway_masks or cfg.get("pathway_masks")
     masks = PathwayMasks.load(mask_file) if mask_file else None  # None: a dense model
+    if masks is None and (init_free_from or shared_from):
+        raise ValueError(f"{asr_train_config}: a dense model (no pathway masks) has no free "
+                         "weights or pathways to start from")
     old_tokens = list(cfg["token_list"])
     grown, added = grow_token_list(old_tokens, pieces)
     state = load_state_dict(asr_model_file)
     if masks is not None:
         masks.check_compatible(state)
-    new_state = grow_state_dict(state, len(old_tokens), len(grown))
+    sources = token_row_sources(old_tokens, added)
+    new_state = grow_state_dict(state, len(old_tokens), len(grown), sources)
+    if init_free_from:
+        if not Path(init_free_from).is_file():
+            raise FileNotFoundError(f"{init_free_from}: model for the free weights not found")
+        new_state = fill_free_weights(new_state, masks, load_state_dict(init_free_from))
 
     model_conf = dict(cfg.get("model_conf") or {})
     sizes = dict(model_conf.get("output_vocab_sizes") or {})
@@ -96,7 +124,7 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
         torch.save(new_state, str(tmp))
     if masks is not None:
         with atomic_output(out / "masks.pth", suffix=".pth") as tmp:
-            grow_masks(masks, lang, len(old_tokens), len(grown)).save(tmp)
+            grow_masks(masks, lang, len(old_tokens), len(grown), shared_from).save(tmp)
     write_lines(grown, out / "tokens.txt")
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, allow_unicode=True))
     if train_config:  # the recipe's training config + the grown model's output vocabularies
@@ -107,6 +135,8 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
     info = {"lang": lang, "source_model": str(asr_model_file), "source_masks": str(mask_file),
             "vocab_size_before": len(old_tokens), "vocab_size_after": len(grown),
             "added_tokens": added,
+            "added_rows_from": {t: old_tokens[i] for t, i in zip(added, sources)},
+            "free_weights_from": init_free_from or "zero", "shared_from": shared_from,
             "added_parameters": sum(v.numel() for v in new_state.values())
             - sum(v.numel() for v in state.values())}
     atomic_write_text(out / "add_language.yaml", yaml.safe_dump(info, allow_unicode=True))
@@ -132,6 +162,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--train_config", default=None,
                    help="training config copied to <out_dir>/train.yaml with the grown "
                    "model's model_conf.output_vocab_sizes")
+    p.add_argument("--init_free_from", type=str_or_none, default=None,
+                   help="model file whose weights fill the positions outside every old "
+                   "pathway (the dense model the pathway system was trained from); "
+                   "default: they stay zero")
+    p.add_argument("--shared_from", type=str_or_none, default=None,
+                   help="old language whose pathway the new one starts from inside the old "
+                   "union (frozen-mode IMP then prunes only the free weights); default: "
+                   "all-ones, IMP prunes both regions")
     p.add_argument("--out_dir", required=True)
     p.add_argument("--log_level", default="INFO")
     return p
@@ -152,7 +190,8 @@ def main(cmd: Optional[List[str]] = None) -> Dict[str, Any]:
     pieces = new_language_pieces(args.text, token_type, out, args.lang, args.vocab_size,
                                  args.model_type)
     info = grow_model(args.asr_train_config, args.asr_model_file, args.pathway_masks,
-                      args.lang, pieces, args.out_dir, args.train_config)
+                      args.lang, pieces, args.out_dir, args.train_config,
+                      args.init_free_from, args.shared_from)
     for d in map(Path, args.segment):
         if token_type == "char":
             break

@@ -87,7 +87,11 @@ def build_report(lang: str, old_langs: List[str], before: Path, systems: Dict[st
     ]
     ref = load_system("before", before, decode_dir, old_langs)
     old_rows = []
+    skipped = []
     for name, exp in systems.items():
+        if not any((exp / decode_dir / f"test_{old}" / "text").is_file() for old in old_langs):
+            skipped.append(name)  # not re-decoded (shared mode unless asked)
+            continue
         after = load_system(name, exp, decode_dir, old_langs)
         for old in old_langs:
             same = _identical(before / decode_dir / f"test_{old}" / "text",
@@ -96,6 +100,9 @@ def build_report(lang: str, old_langs: List[str], before: Path, systems: Dict[st
                              fmt(ref.rate(old, "CER"), 1), fmt(after.rate(old, "CER"), 1), same])
     parts.append(md_table(["System", "Lang", "WER before", "WER after", "CER before",
                            "CER after", "hypotheses identical"], old_rows))
+    if skipped:
+        parts += ["", f"Not re-decoded on the old languages: {', '.join(skipped)} "
+                  "(`--add_language_decode_old_shared true` re-decodes shared mode)."]
     return "\n".join(parts) + "\n"
 
 

@@ -40,6 +40,12 @@ Options (defaults in brackets; see docs/recipe.md):
                               (docs/add_language.md); never run by default
   --add_language_mode M       frozen (old pathways bit-identical) or shared, or \"frozen shared\" [frozen]
   --add_language_from SYS     the pathway system grown [pathways_imp]
+  --add_language_init_free F  the free weights (outside every old pathway) start from the
+                              dense model (dense) or stay zero (zero) [dense]
+  --add_language_shared_from L  start the new pathway from old language L's (its shared part
+                              kept, only the free weights pruned) ["": all-ones, IMP]
+  --add_language_decode_old_shared B  stage 21 re-decodes the old languages with the
+                              shared-mode model too (frozen mode always) [false]
 "
 
 # General
@@ -103,6 +109,9 @@ add_language_from=pathways_imp  # the trained pathway system that is grown
 add_language_config=""       # training config of the new pathway [--prune_config: IMP on one language]
 add_language_data_opts=""    # local/data.sh options [--langs CODE --out_dir data/lang_CODE]
 add_language_baseline=true   # also the dense model fine-tuned on the new language alone
+add_language_init_free=dense  # free weights of the grown model: dense (the dense model's) or zero
+add_language_shared_from=""  # old language whose pathway the new one starts from ["": all-ones]
+add_language_decode_old_shared=false  # stage 21: re-decode old languages in shared mode too
 
 . "$(dirname "$0")/utils/parse_options.sh"
 [ $# -gt 0 ] && { echo "$0: unexpected arguments: $*" >&2; exit 1; }
@@ -734,7 +743,14 @@ stage_add_grow() {
   local l=$add_language config=${add_language_config:-$prune_config}
   local grow=(--lang "$l" --text "${add_feats}/${train_set}_${l}/text" --vocab_size "$nbpe"
               --model_type "$bpe_model_type" --train_config "$config")
-  ${python} -m espnet_pathways.bin.add_language "${grow[@]}" \
+  local start=()  # the pathway model only: free weights and start mask
+  case "$add_language_init_free" in
+    dense) start+=(--init_free_from "$(dense_model)") ;;
+    zero) ;;
+    *) echo "$0: --add_language_init_free ${add_language_init_free}: choose dense or zero" >&2; exit 1 ;;
+  esac
+  [ -n "$add_language_shared_from" ] && start+=(--shared_from "$add_language_shared_from")
+  ${python} -m espnet_pathways.bin.add_language "${grow[@]}" "${start[@]}" \
     --asr_train_config "${add_src}/config.yaml" --asr_model_file "${add_src}/${inference_model}" \
     --segment "${add_feats}/${train_set}_${l}" "${add_feats}/${valid_set}_${l}" \
     --out_dir "${add_dir}/init"
@@ -793,7 +809,11 @@ stage_add_results() {
       ln -sfn "$(cd "${expdir}/asr_${s}/${decode_tag}_${l}/${t}_${l}" && pwd)" \
         "${expdir}/asr_${s}/${decode_tag}/${t}_${l}"
     done
-    [ "$s" = "add_${l}_dense" ] || decode_system "$s"  # the old languages, grown model
+    # The old languages again with the grown model: always in frozen mode (it proves the
+    # bit-identity), in shared mode only when asked, never for the dense baseline.
+    if [ "$s" = "add_${l}_frozen" ] || { [ "$s" = "add_${l}_shared" ] && "$add_language_decode_old_shared"; }; then
+      decode_system "$s"
+    fi
   done
   for s in "${systems_add[@]}"; do
     for t in ${test_sets}; do
