@@ -162,7 +162,8 @@ def fill_free_weights(state: Mapping[str, Tensor], masks: PathwayMasks,
     Why: those positions are exact zeros in a trained pathway model, and they are all a
     frozen new pathway may write; starting them from learned values instead of zero gives
     the new language a working sub-network to adapt.  Every element inside the union (what
-    the old languages read) is returned unchanged, bit for bit.
+    the old languages read) is returned unchanged, bit for bit.  ``source`` may have the old
+    vocabulary: the rows appended for the new language keep their grown start.
     """
     union = masks.union()
     out = dict(state)
@@ -170,6 +171,10 @@ def fill_free_weights(state: Mapping[str, Tensor], masks: PathwayMasks,
         if name not in source:
             raise ValueError(f"{name}: not in the model the free weights are taken from")
         src = source[name]
+        grown_rows = state[name].shape[0] - src.shape[0]
+        if is_vocabulary_parameter(name) and grown_rows > 0 and src.shape[1:] == state[name].shape[1:]:
+            # the source has the old vocabulary: the appended rows keep their grown start
+            src = torch.cat([src.to(state[name].dtype), state[name][src.shape[0]:].to(src.device)])
         if src.shape != state[name].shape:
             raise ValueError(f"{name}: shape {tuple(src.shape)} in the model the free weights "
                              f"are taken from, {tuple(state[name].shape)} in the pathway model")

@@ -358,3 +358,20 @@ def test_report_skips_old_languages_not_redecoded(tmp_path):
     assert "| frozen | en | 50.0 | 50.0 | 50.0 | 50.0 | yes |" in report
     assert "| shared | en |" not in report
     assert "Not re-decoded on the old languages: shared" in report
+
+
+def test_free_weights_from_a_model_with_the_old_vocabulary():
+    """The dense model has the old vocabulary: a pruned vocabulary-sized weight (the CTC
+    head) takes its old rows' free positions from it and keeps its appended rows."""
+    from espnet_pathways.masks import PathwayMasks
+
+    old_rows, new_rows = 4, 6
+    keep = torch.zeros(new_rows, 3, dtype=torch.bool)
+    keep[:2] = True  # the union: the first two rows
+    masks = PathwayMasks({"en": {"ctc_lin.weight": keep}})
+    state = {"ctc_lin.weight": torch.arange(new_rows * 3, dtype=torch.float).view(new_rows, 3)}
+    dense = {"ctc_lin.weight": -torch.ones(old_rows, 3)}
+    out = fill_free_weights(state, masks, dense)["ctc_lin.weight"]
+    assert torch.equal(out[:2], state["ctc_lin.weight"][:2])  # inside the union
+    assert torch.equal(out[2:old_rows], dense["ctc_lin.weight"][2:])  # free, old rows
+    assert torch.equal(out[old_rows:], state["ctc_lin.weight"][old_rows:])  # appended rows
