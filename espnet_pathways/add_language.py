@@ -178,6 +178,8 @@ def fill_free_weights(state: Mapping[str, Tensor], masks: PathwayMasks,
         if src.shape != state[name].shape:
             raise ValueError(f"{name}: shape {tuple(src.shape)} in the model the free weights "
                              f"are taken from, {tuple(state[name].shape)} in the pathway model")
+        if is_vocabulary_parameter(name) and keep.shape[0] < src.shape[0]:  # old masks
+            keep = torch.cat([keep, keep.new_zeros(src.shape[0] - keep.shape[0], *keep.shape[1:])])
         out[name] = torch.where(keep.to(src.device), state[name], src.to(state[name].dtype))
     return out
 

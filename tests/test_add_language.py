@@ -372,6 +372,8 @@ def test_free_weights_from_a_model_with_the_old_vocabulary():
     state = {"ctc_lin.weight": torch.arange(new_rows * 3, dtype=torch.float).view(new_rows, 3)}
     dense = {"ctc_lin.weight": -torch.ones(old_rows, 3)}
     out = fill_free_weights(state, masks, dense)["ctc_lin.weight"]
+    old_masks = PathwayMasks({"en": {"ctc_lin.weight": keep[:old_rows]}})  # before growth
+    assert torch.equal(fill_free_weights(state, old_masks, dense)["ctc_lin.weight"], out)
     assert torch.equal(out[:2], state["ctc_lin.weight"][:2])  # inside the union
     assert torch.equal(out[2:old_rows], dense["ctc_lin.weight"][2:])  # free, old rows
     assert torch.equal(out[old_rows:], state["ctc_lin.weight"][old_rows:])  # appended rows
