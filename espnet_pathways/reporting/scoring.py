@@ -379,18 +379,22 @@ def fallback_result_text(counts: ErrorCounts) -> str:
     )
 
 
-def find_sclite() -> Optional[str]:
-    """Locate sclite: ``$SCLITE``, then PATH, then Debian's sctk location."""
-    env = os.environ.get("SCLITE")
+def find_sctk_tool(name: str, env_var: str, extra: Sequence[str] = ()) -> Optional[str]:
+    """Locate an sctk program: ``$<env_var>``, then PATH, then ``extra`` and Debian's sctk
+    location (which keeps sclite and sc_stats off PATH)."""
+    env = os.environ.get(env_var)
     if env:
         return env if os.access(env, os.X_OK) else None
-    found = shutil.which("sclite")
+    found = shutil.which(name)
     if found:
         return found
-    for cand in SCLITE_CANDIDATES:
-        if os.access(cand, os.X_OK):
-            return cand
-    return None
+    cands = list(extra) + [str(Path(c).with_name(name)) for c in SCLITE_CANDIDATES]
+    return next((c for c in cands if os.access(c, os.X_OK)), None)
+
+
+def find_sclite() -> Optional[str]:
+    """Locate sclite: ``$SCLITE``, then PATH, then Debian's sctk location."""
+    return find_sctk_tool("sclite", "SCLITE")
 
 
 _SUM_RE = re.compile(r"^\s*\|\s*Sum\s*\|([^|]*)\|([^|]*)\|\s*$")

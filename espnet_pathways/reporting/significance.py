@@ -28,9 +28,7 @@ Both systems must have been scored on the same utterances with the same referenc
 from __future__ import annotations
 
 import math
-import os
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -39,10 +37,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from espnet_pathways.reporting.scoring import SCLITE_CANDIDATES, align, find_sclite
+from espnet_pathways.reporting.scoring import align, find_sclite, find_sctk_tool
 
 #: Debian's sctk puts sc_stats beside sclite (``/usr/bin/sctk`` is only a dispatcher).
-SC_STATS_CANDIDATES = tuple(str(Path(p).with_name("sc_stats")) for p in SCLITE_CANDIDATES)
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0
 
@@ -56,15 +53,9 @@ class PairingError(ValueError):
 
 def find_sc_stats() -> Optional[str]:
     """``$SC_STATS``, PATH, beside the sclite in use, then Debian's sctk location."""
-    env = os.environ.get("SC_STATS")
-    if env:
-        return env if os.access(env, os.X_OK) else None
-    found = shutil.which("sc_stats")
-    if found:
-        return found
     sclite = find_sclite()
-    cands = ([str(Path(sclite).with_name("sc_stats"))] if sclite else []) + list(SC_STATS_CANDIDATES)
-    return next((c for c in cands if os.access(c, os.X_OK)), None)
+    return find_sctk_tool("sc_stats", "SC_STATS",
+                          [str(Path(sclite).with_name("sc_stats"))] if sclite else [])
 
 
 # --------------------------------------------------------------------------- inputs
