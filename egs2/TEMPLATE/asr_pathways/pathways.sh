@@ -837,6 +837,22 @@ stage_add_results() {
   log "Wrote RESULTS_add_${l}.md and its section in ${results}"
 }
 
+# Every training after stage 5 starts from the dense model (--init_param), so the configs
+# the selected stages train with must build its architecture: checked before any stage
+# runs (docs/recipe.md, "Configs: one architecture"; config_check.py: what may differ).
+will_train() {  # will_train STAGE [SYSTEM...]: STAGE is selected (and trains one of them)
+  [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] && { [ $# -eq 1 ] || wanted "${@:2}"; }
+}
+derived=()
+if will_train 6 dense_ft || will_train 10 pathways_imp pathways_lth pathways_random pathways_dynamic; then
+  derived+=("$pathways_config"); fi
+will_train 7 lsp_imp lsp_lth pathways_imp pathways_lth && derived+=("$prune_config")
+if will_train 8 lap || { [ "$dynamic_init" = lap ] && will_train 8 pathways_dynamic; }; then
+  derived+=("$lap_config"); fi
+[ -n "$add_language" ] && { will_train 19 || will_train 20; } && derived+=("${add_language_config:-$prune_config}")
+[ ${#derived[@]} -eq 0 ] ||
+  ${python} -m espnet_pathways.bin.check_configs --dense "$dense_config" "${derived[@]}" || exit 1
+
 run_stage 1 "data preparation (local/data.sh)" stage_data
 run_stage 2 "check and format data dirs" stage_format
 run_stage 3 "output vocabulary" stage_tokens
