@@ -1,8 +1,8 @@
 """The stage configs must build the dense model's architecture (config_check, check_configs).
 
 Pure YAML comparisons (no espnet2 import) except the one test that checks the model-choice
-defaults against ASRPathwaysTask's parser, and one run of ``pathways.sh`` that stops at the
-check before any stage.
+defaults against ASRPathwaysTask's parser, and three short runs of ``pathways.sh`` that
+stop at the check or train nothing.
 """
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from typing import List, Tuple
 import pytest
 import yaml
 
-from helpers import ROOT
-
 from espnet_pathways.bin._cli import run
 from espnet_pathways.bin.check_configs import main
 from espnet_pathways.config_check import (
@@ -27,6 +25,7 @@ from espnet_pathways.config_check import (
     load_config,
 )
 
+ROOT = Path(__file__).resolve().parents[1]  # (helpers.ROOT, without importing torch)
 #: In a recipe's conf dir: the dense config, the configs of the stages that start from it
 #: (pathways.sh --prune_config, --lap_config, --pathways_config; the add-language config
 #: defaults to the first), and those that need not share its architecture.
