@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from espnet_pathways.bin._cli import setup_logging
+from espnet_pathways.bin._cli import log_input_errors, setup_logging
 from espnet_pathways.reporting.plots import make_plots
 
 logger = logging.getLogger("espnet_pathways.bin.make_plots")
@@ -48,7 +48,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging(logging.INFO)
     if not args.masks and args.results_dir is None and args.mask_drift is None:
         parser.error("nothing to plot: give --masks and/or --results_dir")
-    try:
+    with log_input_errors(logger, f"plots in {args.out_dir} not made", args.verbose) as outcome:
         written = make_plots(
             args.out_dir, args.masks, args.results_dir,
             systems=args.systems.replace(",", " ").split(),
@@ -57,10 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             metrics=["WER", "CER"] if args.metric == "both" else [args.metric],
             mask_drift=args.mask_drift,
         )
-    except (ValueError, OSError, RuntimeError) as e:
-        if args.verbose:
-            raise
-        logger.error("plots in %s not made: %s", args.out_dir, e)
+    if outcome.failed:
         return 1
     logger.info("wrote %d figure(s) and %s", len(written) - 1, written[-1])
     return 0

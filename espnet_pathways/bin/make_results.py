@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_pathways.bin._cli import setup_logging
+from espnet_pathways.bin._cli import log_input_errors, setup_logging
 from espnet_pathways.fileio import atomic_write_text
 from espnet_pathways.reporting.results import build_markdown, parse_name_value
 
@@ -91,12 +91,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     for ref in [args.reference_system, *args.extra_reference]:
         if ref is not None and ref not in names:
             parser.error(f"reference system {ref!r} is not one of {names}")
-    try:
+    with log_input_errors(logger, f"{args.out} not written", args.verbose) as outcome:
         atomic_write_text(Path(args.out), build_markdown(args))
-    except (ValueError, OSError, RuntimeError) as e:
-        if args.verbose:
-            raise
-        logger.error("%s not written: %s", args.out, e)
+    if outcome.failed:
         return 1
     logger.info("wrote %s (%d systems)", args.out, len(names))
     return 0

@@ -20,7 +20,7 @@ import logging
 import sys
 from typing import List, Optional
 
-from espnet_pathways.bin._cli import setup_logging
+from espnet_pathways.bin._cli import log_input_errors, setup_logging
 from espnet_pathways.fileio import read_two_columns
 from espnet_pathways.reporting.scoring import (
     UNITS,
@@ -57,16 +57,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging(args.log_level)
     if (args.utt2lang is None) != (args.lang is None):
         parser.error("--utt2lang and --lang must be given together")
-    try:
+    with log_input_errors(logger, f"scoring {args.hyp} against {args.ref}",
+                          args.verbose) as outcome:
         ref = read_text(args.ref)
         hyp = read_text(args.hyp)
         if args.lang is not None:
             ref, hyp = restrict_to_language(ref, hyp, read_two_columns(args.utt2lang), args.lang)
         counts = write_score_dir(score(ref, hyp, args.unit), args.out_dir, use_sclite=not args.no_sclite)
-    except (ValueError, OSError, RuntimeError) as e:
-        if args.verbose:
-            raise
-        logger.error("scoring %s against %s: %s", args.hyp, args.ref, e)
+    if outcome.failed:
         return 1
     suffix = f" [lang={args.lang}]" if args.lang else ""
     logger.info("%s%s -> %s", counts.summary(), suffix, args.out_dir)
