@@ -96,6 +96,21 @@ def add_model_arguments(p: argparse.ArgumentParser, masks_help: Optional[str] = 
         p.add_argument("--pathway_masks", type=str_or_none, default=None, help=masks_help)
 
 
+def add_reporting_arguments(p: argparse.ArgumentParser) -> None:
+    """``--log_level`` and ``--verbose`` of the reporting tools (score, make_results,
+    make_plots), whose ``main()`` returns an exit status (see :func:`log_input_errors`)."""
+    p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--verbose", action="store_true", help="a traceback on errors")
+
+
+def parse_reporting_args(parser: argparse.ArgumentParser,
+                         argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The arguments of a reporting tool (:func:`add_reporting_arguments`), logging set up."""
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    return args
+
+
 #: What the reporting tools (score, make_results, make_plots) report as bad input.
 REPORTED_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, OSError, RuntimeError)
 

@@ -19,7 +19,11 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from espnet_pathways.bin._cli import log_input_errors, setup_logging
+from espnet_pathways.bin._cli import (
+    add_reporting_arguments,
+    log_input_errors,
+    parse_reporting_args,
+)
 from espnet_pathways.reporting.plots import make_plots
 
 logger = logging.getLogger("espnet_pathways.bin.make_plots")
@@ -38,14 +42,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="WER", choices=["WER", "CER", "both"])
     p.add_argument("--mask_drift", type=Path, default=None,
                    help="mask_drift.json of dynamic pathway training (start/end IoU per pair)")
-    p.add_argument("--verbose", action="store_true", help="a traceback on errors")
+    add_reporting_arguments(p)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = get_parser()
-    args = parser.parse_args(argv)
-    setup_logging(logging.INFO)
+    args = parse_reporting_args(parser, argv)
     if not args.masks and args.results_dir is None and args.mask_drift is None:
         parser.error("nothing to plot: give --masks and/or --results_dir")
     with log_input_errors(logger, f"plots in {args.out_dir} not made", args.verbose) as outcome:

@@ -20,7 +20,11 @@ import logging
 import sys
 from typing import List, Optional
 
-from espnet_pathways.bin._cli import log_input_errors, setup_logging
+from espnet_pathways.bin._cli import (
+    add_reporting_arguments,
+    log_input_errors,
+    parse_reporting_args,
+)
 from espnet_pathways.fileio import read_two_columns
 from espnet_pathways.reporting.scoring import (
     UNITS,
@@ -46,15 +50,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--utt2lang", default=None, help="uttid -> language map (needs --lang)")
     p.add_argument("--lang", default=None, help="score only utterances of this language")
     p.add_argument("--no_sclite", action="store_true", help="do not run sclite even if found")
-    p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--verbose", action="store_true", help="a traceback on errors")
+    add_reporting_arguments(p)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = get_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_reporting_args(parser, argv)
     if (args.utt2lang is None) != (args.lang is None):
         parser.error("--utt2lang and --lang must be given together")
     with log_input_errors(logger, f"scoring {args.hyp} against {args.ref}",
