@@ -30,6 +30,12 @@ pieces the new language's text is segmented into (``DIR/text.pieces`` for each
 ``--segment`` dir), read as ``token_type: word`` like the merged vocabulary of the
 paper; the old languages' pieces keep their ids, and their hypotheses are joined back
 into text the same way (``token_mode: merged``).
+
+Bad input (a missing or garbled config, text, model or mask file, an unknown
+``--shared_from`` language, a ``--segment`` dir with another language's utterances) is
+one error line naming it, exit status 1, and nothing is written: every input is read and
+checked first, each output goes through a temporary name, and the word-piece model is
+trained beside ``--out_dir`` and moved in after the grown model.
 """
 import argparse
 import logging
