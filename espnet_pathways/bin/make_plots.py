@@ -19,11 +19,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from espnet_pathways.bin._cli import (
-    add_reporting_arguments,
-    log_input_errors,
-    parse_reporting_args,
-)
+from espnet_pathways.bin._cli import add_reporting_arguments, log_input_errors, parse_reporting_args
 from espnet_pathways.reporting.plots import make_plots
 
 logger = logging.getLogger("espnet_pathways.bin.make_plots")

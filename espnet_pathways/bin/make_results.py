@@ -28,11 +28,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_pathways.bin._cli import (
-    add_reporting_arguments,
-    log_input_errors,
-    parse_reporting_args,
-)
+from espnet_pathways.bin._cli import add_reporting_arguments, log_input_errors, parse_reporting_args
 from espnet_pathways.fileio import atomic_write_text
 from espnet_pathways.reporting.results import build_markdown, parse_name_value
 

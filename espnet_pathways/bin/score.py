@@ -20,11 +20,7 @@ import logging
 import sys
 from typing import List, Optional
 
-from espnet_pathways.bin._cli import (
-    add_reporting_arguments,
-    log_input_errors,
-    parse_reporting_args,
-)
+from espnet_pathways.bin._cli import add_reporting_arguments, log_input_errors, parse_reporting_args
 from espnet_pathways.fileio import read_two_columns
 from espnet_pathways.reporting.scoring import (
     UNITS,
