@@ -10,6 +10,8 @@ Every tool of the plugin writes through these helpers:
   writing the same output directory are refused instead of silently merged.
 * :func:`read_two_columns`: ESPnet's own Kaldi two-column reader
   (``espnet2.fileio.read_text.read_2columns_text``), with errors that name the file.
+* :func:`read_yaml_mapping`: a YAML config that must be a mapping, with one-line errors
+  that name the file (PyYAML's own messages span several lines).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import fcntl
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, Union
+from typing import Any, Dict, Iterator, Union
 
 PathLike = Union[str, Path]
 
@@ -29,6 +31,7 @@ __all__ = [
     "atomic_write_text",
     "exclusive_lock",
     "read_two_columns",
+    "read_yaml_mapping",
 ]
 
 
@@ -91,11 +94,14 @@ def exclusive_lock(directory: PathLike, what: str = "this output directory") -> 
         os.close(fd)
 
 
-def read_two_columns(path: PathLike) -> Dict[str, str]:
+def read_two_columns(path: PathLike, require_value: bool = False) -> Dict[str, str]:
     """A Kaldi two-column file (``key value...``) as a dict, via ESPnet's reader.
 
     Errors name the file: a missing file is ``FileNotFoundError`` with the path, a
-    duplicated key or malformed line ``ValueError`` with the path.
+    duplicated key, a file that is not UTF-8 text or (with ``require_value``) a line of
+    one column is ``ValueError`` with the path.  ESPnet reads a line of one column as
+    an empty value, which is right for ``text`` (an empty transcript) but a damaged line
+    in a map such as ``utt2spk``: its readers ask for ``require_value``.
     """
     from espnet2.fileio.read_text import read_2columns_text
 
@@ -103,6 +109,42 @@ def read_two_columns(path: PathLike) -> Dict[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     try:
-        return dict(read_2columns_text(path))
+        data = dict(read_2columns_text(path))
     except RuntimeError as e:  # ESPnet raises RuntimeError for duplicated keys
         raise ValueError(f"{path}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if require_value:
+        for key, value in data.items():
+            if not value.strip():
+                raise ValueError(f"{path}: the line of {key!r} has one column "
+                                 "(expected 'key value')")
+    return data
+
+
+def read_yaml_mapping(path: PathLike, what: str = "YAML file") -> Dict[str, Any]:
+    """A YAML file whose top level is a mapping (a config, an info file).
+
+    Every fault is one line naming the file: a missing file ``FileNotFoundError``
+    ("<path>: <what> not found"); text that is not YAML, or YAML that is not a non-empty
+    mapping, ``ValueError`` (with the line of a syntax error).  PyYAML's own exception is
+    neither an input error for :mod:`espnet_pathways.bin._cli` nor one line.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ValueError(f"{path}: not valid YAML{where} ({problem})") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{path}: {what} is not a YAML mapping of key: value "
+                         f"(got {type(data).__name__})")
+    return data

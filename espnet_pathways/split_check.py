@@ -42,9 +42,9 @@ class DataDirIndex:
 def _voice_map(d: Path, utt2spk: Dict[str, str]) -> Tuple[Optional[Dict[str, str]], str]:
     """utt -> voice from ``utt2voice`` or ``spk2voice`` (None if neither exists)."""
     if (d / "utt2voice").is_file():
-        return read_two_columns(d / "utt2voice"), "utt2voice"
+        return read_two_columns(d / "utt2voice", require_value=True), "utt2voice"
     if (d / "spk2voice").is_file():
-        spk2voice = read_two_columns(d / "spk2voice")
+        spk2voice = read_two_columns(d / "spk2voice", require_value=True)
         missing = sorted(s for s in set(utt2spk.values()) if s not in spk2voice)
         if missing:
             raise SplitLeakError(f"{d / 'spk2voice'}: no voice for speaker {missing[0]!r} "
@@ -56,9 +56,12 @@ def _voice_map(d: Path, utt2spk: Dict[str, str]) -> Tuple[Optional[Dict[str, str
 def index_data_dir(d: Path) -> DataDirIndex:
     """Read ``utt2spk``, ``text`` and (optional) ``utt2lang``/``spk2voice``/``utt2voice``."""
     d = Path(d)
-    utt2spk = read_two_columns(d / "utt2spk")
+    utt2spk = read_two_columns(d / "utt2spk", require_value=True)
+    if not utt2spk:
+        raise ValueError(f"{d / 'utt2spk'}: empty (no utterances to check)")
     text = read_two_columns(d / "text")
-    utt2lang = read_two_columns(d / "utt2lang") if (d / "utt2lang").is_file() else {}
+    utt2lang = read_two_columns(d / "utt2lang", require_value=True) \
+        if (d / "utt2lang").is_file() else {}
     utt2voice, voice_file = _voice_map(d, utt2spk)
     speakers: Dict[str, str] = {}
     for utt in sorted(utt2spk):

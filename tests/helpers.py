@@ -1,10 +1,12 @@
-"""Tiny models and batches shared by the tests (built through ASRPathwaysTask)."""
+"""Tiny models and batches shared by the tests (built through ASRPathwaysTask), and
+:func:`fails`, the check of a tool's clean failure on bad input."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Callable, Dict, Sequence
 
+import pytest
 import torch
 import yaml
 
@@ -69,3 +71,24 @@ def tiny_batch(langs: Sequence[int], seed: int = 0) -> Dict[str, torch.Tensor]:
 def subset(batch: Dict[str, torch.Tensor], idx: Sequence[int]) -> Dict[str, torch.Tensor]:
     ix = torch.tensor(list(idx))
     return {k: v[ix] for k, v in batch.items()}
+
+
+def fails(main: Callable, argv: Sequence[str], capsys) -> str:
+    """Run a bin as ``python -m`` does; assert a clean failure; return its error line."""
+    from espnet_pathways.bin._cli import run
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run(main, list(argv))
+    err = capsys.readouterr().err
+    assert e.value.code not in (0, None), err
+    assert "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert ": error: " in line, err
+    return line
+
+
+def snapshot_files(d: Path) -> Dict[str, bytes]:
+    """Every file under ``d`` (relative name -> bytes): what a failed rerun must keep."""
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(Path(d).rglob("*"))
+            if p.is_file()}

@@ -377,3 +377,193 @@ def test_free_weights_from_a_model_with_the_old_vocabulary():
     assert torch.equal(out[:2], state["ctc_lin.weight"][:2])  # inside the union
     assert torch.equal(out[2:old_rows], dense["ctc_lin.weight"][2:])  # free, old rows
     assert torch.equal(out[old_rows:], state["ctc_lin.weight"][old_rows:])  # appended rows
+
+
+# ------------------------------------------------------------------ bad input to the bins
+def _cs_text(path: Path, chars) -> Path:
+    path.write_text("".join(f"cs-{i} {c}{c}\n" for i, c in enumerate(chars)), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing_config", "garbled_config", "missing_text",
+                                  "truncated_model", "unknown_shared_from", "garbled_train_config",
+                                  "missing_free_model", "known_language"])
+def test_add_language_bad_input_keeps_the_earlier_output(old_exp, tmp_path, capsys, case):
+    """A failing rerun of bin.add_language: one line naming the file or language, and the
+    earlier grown model (every file in out_dir) byte-identical, although the rerun would
+    have grown other tokens (its text has one character more)."""
+    from helpers import fails, snapshot_files
+
+    from espnet_pathways.bin.add_language import main
+
+    out = tmp_path / "init"
+    train_yaml = tmp_path / "train.yaml"
+    train_yaml.write_text("max_epoch: 1\n")
+    base = ["--asr_train_config", str(old_exp / "config.yaml"),
+            "--asr_model_file", str(old_exp / "model.pth"), "--lang", NEW,
+            "--out_dir", str(out), "--train_config", str(train_yaml)]
+    main(base + ["--text", str(_cs_text(tmp_path / "text", CS_CHARS[:5]))])
+    before = snapshot_files(out)
+    argv = base + ["--text", str(_cs_text(tmp_path / "text2", CS_CHARS[:6]))]
+
+    def replace(flag: str, value: str) -> None:
+        argv[argv.index(flag) + 1] = value
+
+    if case == "missing_config":
+        culprit, why = tmp_path / "none.yaml", "training config not found"
+        replace("--asr_train_config", str(culprit))
+    elif case == "garbled_config":
+        culprit, why = tmp_path / "bad.yaml", "not valid YAML at line 2"
+        culprit.write_text("token_list: [a, b\nlanguages: [en\n")
+        replace("--asr_train_config", str(culprit))
+    elif case == "missing_text":
+        culprit, why = tmp_path / "text3", "not found"
+        replace("--text", str(culprit))
+    elif case == "truncated_model":
+        culprit, why = tmp_path / "model.pth", "cannot read"
+        culprit.write_bytes((old_exp / "model.pth").read_bytes()[:1000])
+        replace("--asr_model_file", str(culprit))
+    elif case == "unknown_shared_from":
+        culprit, why = "--shared_from 'de'", "unknown language"
+        argv += ["--shared_from", "de"]
+    elif case == "garbled_train_config":
+        culprit, why = train_yaml, "not valid YAML"
+        train_yaml.write_text("max_epoch: [1\n")
+    elif case == "missing_free_model":
+        culprit, why = tmp_path / "dense.pth", "not found"
+        argv += ["--init_free_from", str(culprit)]
+    else:
+        culprit, why = old_exp / "config.yaml", "already knows language 'it'"
+        replace("--lang", "it")
+    line = fails(main, argv, capsys)
+    assert line.startswith(f"add_language: error: {culprit}") and why in line, line
+    assert snapshot_files(out) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".init.")]  # no staging left
+
+
+def test_add_language_segment_dirs_must_be_the_new_language(tmp_path):
+    """--segment dirs are checked before anything is written: an utterance of another
+    language, or without a language, names the utt2lang file and the utterance."""
+    from espnet_pathways.bin.add_language import read_segment_dirs
+    from espnet_pathways.languages import UnknownLanguageError
+
+    d = tmp_path / "dev_cs"
+    d.mkdir()
+    (d / "text").write_text("cs-1 čau\ncs-2 ahoj\n", encoding="utf-8")
+    (d / "utt2lang").write_text("cs-1 cs\ncs-2 en\n")
+    with pytest.raises(UnknownLanguageError, match=rf"{d}/utt2lang: utterance 'cs-2' is 'en'"):
+        read_segment_dirs([str(d)], NEW)
+    (d / "utt2lang").write_text("cs-1 cs\n")
+    with pytest.raises(KeyError, match=r"utterance 'cs-2' .* has no language"):
+        read_segment_dirs([str(d)], NEW)
+    (d / "utt2lang").write_text("cs-1 cs\ncs-2 cs\n")
+    assert read_segment_dirs([str(d)], NEW) == {d: {"cs-1": "čau", "cs-2": "ahoj"}}
+
+
+def _scored(exp: Path, lang: str, rate: float, text: str = "u1 a\n") -> None:
+    import json
+
+    d = exp / "decode" / f"test_{lang}"
+    for sub in ("score_cer", "score_wer"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+        (d / sub / "score.json").write_text(json.dumps(
+            {"n_utt": 1, "n_ref": 10, "sub": 1, "del": 0, "ins": 0, "error_rate": rate,
+             "missing": 0}))
+    (d / "text").write_text(text)
+
+
+@pytest.fixture
+def add_results(tmp_path):
+    """Stage 21's inputs (before, frozen, grown, stage times) and its two outputs."""
+    from espnet_pathways.bin.add_language_results import main
+
+    before, frozen, grown = (tmp_path / n for n in ("before", "frozen", "g"))
+    grown.mkdir()
+    (grown / "add_language.yaml").write_text(yaml.safe_dump(
+        {"lang": NEW, "added_tokens": CS_CHARS, "vocab_size_before": 30,
+         "vocab_size_after": 41, "added_parameters": 100}))
+    _scored(before, "en", 50.0)
+    _scored(frozen, "en", 50.0)
+    _scored(frozen, NEW, 40.0, "u1 č\n")
+    (before / "config.yaml").write_text(yaml.safe_dump({"languages": ["en"]}))
+    times = tmp_path / "stage_times.tsv"
+    times.write_text("2026-01-01 10:00:00\t5\ttrain the dense multilingual transducer\t600\n"
+                     "2026-01-01 11:00:00\t13\tRESULTS.md\t6\n"
+                     "2026-01-02 10:00:00\t18\tadd pl: data\t60\n"
+                     "2026-01-02 10:05:00\t18\tadd cs: data\t120\n"
+                     "2026-01-02 10:09:00\t19\tadd cs: vocabulary and grown model\t30\n")
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\nbody\n")
+    out = tmp_path / "RESULTS_add_cs.md"
+    argv = ["--lang", NEW, "--old_langs", "en", "--before", str(before),
+            "--system", f"frozen={frozen}", "--grown", str(grown), "--decode_dir", "decode",
+            "--out", str(out), "--results", str(results), "--stage_times", str(times)]
+    main(argv)
+    return argv, out, results, grown, before, frozen
+
+
+def test_add_language_results_lists_its_own_stage_times(add_results, tmp_path):
+    """RESULTS_add_cs.md: stages 18-21 that added cs; RESULTS.md (make_results): 1-17."""
+    from espnet_pathways.reporting.results import stage_times_section
+
+    _, out, results, *_ = add_results
+    text = out.read_text()
+    assert "### Stage timings" in text
+    assert "| 18 | add cs: data | 2026-01-02 10:05:00 | 2.0 |" in text
+    assert "| 19 | add cs: vocabulary and grown model |" in text
+    assert "add pl" not in text and "| 5 |" not in text and "| 13 |" not in text
+    assert "|  | total |  | 2.5 |" in text
+    assert "add cs: data" in results.read_text()  # the section in RESULTS.md has them too
+    main_table = stage_times_section(tmp_path / "stage_times.tsv")
+    assert "| 5 |" in main_table and "| 13 |" in main_table and "add " not in main_table
+
+
+@pytest.mark.parametrize("case", ["missing_info", "garbled_info", "info_lacks_keys",
+                                  "other_language", "unknown_old_language", "garbled_score",
+                                  "score_lacks_rows", "no_new_language_score",
+                                  "garbled_config", "results_not_text"])
+def test_add_language_results_bad_input_keeps_both_outputs(add_results, capsys, case):
+    from helpers import fails
+
+    from espnet_pathways.bin.add_language_results import main
+
+    argv, out, results, grown, before, frozen = add_results
+    kept = out.read_bytes(), results.read_bytes()
+    info = grown / "add_language.yaml"
+    score = frozen / "decode" / f"test_{NEW}" / "score_wer" / "score.json"
+    if case == "missing_info":
+        info.unlink()
+        culprit, why = info, "not found"
+    elif case == "garbled_info":
+        info.write_text("added_tokens: [a\n")
+        culprit, why = info, "not valid YAML"
+    elif case == "info_lacks_keys":
+        info.write_text("lang: cs\nadded_tokens: [a]\n")
+        culprit, why = info, "lacks ['added_parameters'"
+    elif case == "other_language":
+        argv[argv.index("--lang") + 1] = "de"
+        culprit, why = info, "grown for language 'cs', not 'de'"
+    elif case == "unknown_old_language":
+        argv[argv.index("--old_langs") + 1] = "xx"
+        culprit, why = before / "config.yaml", "not xx"
+    elif case == "garbled_score":
+        score.write_text('{"error_rate": 4')
+        culprit, why = f"system frozen, language {NEW}: {score}", "cannot read"
+    elif case == "score_lacks_rows":
+        score.write_text('{"error_rate": 4.0}')
+        culprit, why = f"system frozen, language {NEW}: {score}", "lacks"
+    elif case == "no_new_language_score":
+        import shutil
+
+        shutil.rmtree(frozen / "decode" / f"test_{NEW}")
+        culprit, why = "system frozen", f"no score for language '{NEW}'"
+    elif case == "garbled_config":
+        (frozen / "config.yaml").write_text("max_epoch: [\n")
+        culprit, why = frozen / "config.yaml", "not valid YAML"
+    else:
+        results.write_bytes(b"\xff\xfe# Results\n")
+        kept = out.read_bytes(), results.read_bytes()
+        culprit, why = results, "not UTF-8"
+    line = fails(main, argv, capsys)
+    assert line.startswith(f"add_language_results: error: {culprit}") and why in line, line
+    assert (out.read_bytes(), results.read_bytes()) == kept

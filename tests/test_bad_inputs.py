@@ -14,7 +14,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Callable, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ import soundfile
 import torch
 import yaml
 
-from helpers import LANGS, ROOT, TINY_CONFIG, TOKENS, tiny_args, tiny_model
+from helpers import LANGS, ROOT, TINY_CONFIG, TOKENS, fails, tiny_args, tiny_model
 from test_data_tokens import make_dir
 from test_model import random_pathways
 
@@ -38,19 +38,6 @@ DECODE = ["--beam_size", "2", "--decoding_window", "320", "--progress", "false"]
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def fails(main: Callable, argv: Sequence[str], capsys) -> str:
-    """Run a bin as ``python -m`` does; assert a clean failure; return its error line."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        run(main, list(argv))
-    err = capsys.readouterr().err
-    assert e.value.code not in (0, None), err
-    assert "Traceback" not in err, err
-    line = err.strip().splitlines()[-1]
-    assert ": error: " in line, err
-    return line
 
 
 def speech(seed: int, seconds: float = 1.0, channels: int = 1) -> np.ndarray:

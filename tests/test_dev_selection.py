@@ -49,3 +49,30 @@ def test_cli_prints_the_choice_and_names_an_untrained_candidate(tmp_path):
     assert out.stderr.strip().splitlines()[-1] == (
         f"select_on_dev: error: {missing}/checkpoint.pth: no checkpoint (was {missing} trained?)")
     assert (tmp_path / "choice.tsv").read_text().startswith(str(a))  # earlier record kept
+
+
+@pytest.mark.parametrize("case", ["truncated", "no_valid_loss", "foreign"])
+def test_cli_damaged_checkpoint_names_it_and_keeps_the_table(tmp_path, capsys, case):
+    from helpers import fails
+
+    from espnet_pathways.bin.select_on_dev import main
+
+    a = fake_run(tmp_path / "every20", [50.0])
+    b = fake_run(tmp_path / "every40", [30.0])
+    table = tmp_path / "choice.tsv"
+    main(["--table", str(table), str(a), str(b)])
+    before = table.read_bytes()
+    ckpt = b / "checkpoint.pth"
+    if case == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:200])
+        why = "not an ESPnet checkpoint"
+    elif case == "no_valid_loss":
+        torch.save({"reporter": Reporter().state_dict()}, ckpt)
+        why = "no validation loss"
+    else:
+        torch.save({"model": {}}, ckpt)
+        why = "not an ESPnet checkpoint"
+    line = fails(main, ["--table", str(table), str(a), str(b)], capsys)
+    assert line.startswith(f"select_on_dev: error: {ckpt}: ") and why in line, line
+    assert "\n" not in line
+    assert table.read_bytes() == before

@@ -255,3 +255,23 @@ def test_bad_override_files_and_options_are_one_clear_error(tmp_path):
     model.set_pathway_masks(masks)
     with pytest.raises(ValueError, match=r"lap/masks.pth.*\['it', 'nl'\]"):
         PathwayController(model, [opt], options(tmp_path))
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "garbled", "not_a_mapping", "number_key"])
+def test_dynamic_overrides_bad_file_is_one_line_naming_it(tmp_path, capsys, case):
+    from helpers import fails
+
+    from espnet_pathways.bin.dynamic_overrides import main
+
+    path = tmp_path / "dyn.yaml"
+    text = {"missing": None, "empty": "", "garbled": "pruning: dynamic\n  bad: [\n",
+            "not_a_mapping": "- pruning\n- dynamic\n",
+            "number_key": "pruning: dynamic\n5: 3\n"}[case]
+    if text is not None:
+        path.write_text(text)
+    line = fails(main, [str(path)], capsys)
+    assert line.startswith(f"dynamic_overrides: error: {path}: "), line
+    expected = {"missing": "not found", "empty": "not a YAML mapping",
+                "garbled": "not valid YAML at line 2", "not_a_mapping": "not a YAML mapping",
+                "number_key": "5 is not a --pruning_*"}[case]
+    assert expected in line, line

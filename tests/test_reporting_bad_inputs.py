@@ -222,3 +222,16 @@ def test_concurrent_writers_of_one_score_dir_or_plots_dir_are_refused(scored, pl
     assert snapshot(plots_dir) == plots_before
     errors = error_lines(caplog)
     assert len(errors) == 2 and all("another run" in e for e in errors), errors
+
+
+def test_verbose_raises_the_error_for_its_traceback(tmp_path: Path, caplog):
+    """--verbose (every reporting bin, through _cli.log_input_errors): the error itself,
+    not the logged line, so that its traceback shows."""
+    ref = write_text(tmp_path / "ref", {"a-1": "x"})
+    argv = ["--ref", str(ref), "--hyp", str(tmp_path / "hyp"), "--out_dir", str(tmp_path / "s"),
+            "--no_sclite"]
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "hyp")):
+        score_cli.main(argv + ["--verbose"])
+    with caplog.at_level(logging.INFO):
+        assert score_cli.main(argv) == 1
+    assert len(error_lines(caplog)) == 1

@@ -120,3 +120,29 @@ def test_stage1_runs_the_check(tmp_path: Path, check: str) -> None:
         assert "check_splits: error: speaker 'a' of data/dev/utt2spk" in p.stderr + p.stdout
     else:
         assert p.returncode == 0, (p.stdout + p.stderr)[-2000:]
+
+
+@pytest.mark.parametrize("case", ["missing_dir", "one_column", "empty", "spk2voice", "not_utf8"])
+def test_cli_bad_files_are_one_line_naming_the_file(tmp_path: Path, train: Path, capsys,
+                                                    case: str) -> None:
+    """A missing dir, a map line of one column, an empty utt2spk, a speaker line without
+    its voice, a binary file: one line naming the file, exit 1, no traceback."""
+    from helpers import fails
+
+    dev = _dir(tmp_path / "dev", {"c.0-l-3": ("c.0", "en", "good night")}, {"c.0": "espeak.c"})
+    if case == "missing_dir":
+        dev, culprit, why = tmp_path / "nodev", tmp_path / "nodev" / "utt2spk", "not found"
+    elif case == "one_column":
+        culprit, why = dev / "utt2spk", "'c.1' has one column"
+        culprit.write_text("c.0-l-3 c.0\nc.1\n")
+    elif case == "empty":
+        culprit, why = dev / "utt2spk", "empty"
+        culprit.write_text("")
+    elif case == "spk2voice":
+        culprit, why = dev / "spk2voice", "'c.0' has one column"
+        culprit.write_text("c.0\n")
+    else:
+        culprit, why = dev / "text", "not UTF-8"
+        culprit.write_bytes(b"c.0-l-3 \xff\xfe\x00\n")
+    line = fails(main, ["--train", str(train), "--held_out", str(dev)], capsys)
+    assert line.startswith(f"check_splits: error: {culprit}: ") and why in line, line

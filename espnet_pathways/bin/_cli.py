@@ -4,13 +4,20 @@ ESPnet's log format, and a failure reported as one clear line naming what is wro
 (exit status 1) instead of a traceback: the messages are written to name the file,
 utterance or language at fault.  ``--verbose`` (accepted by every tool, anywhere on its
 command line) adds the traceback, for bug reports.
+
+Also what several tools share on their command line: :func:`add_model_arguments` (the
+model a tool reads, with ESPnet's option names) and :func:`log_input_errors` (the
+reporting tools' "what was not done: why" error line).
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
 import sys
 import traceback
-from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Type
+from dataclasses import dataclass
+from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
 
 from espnet_pathways.fileio import OutputLockedError
 
@@ -76,3 +83,59 @@ def run(
                 code = c
                 break
         sys.exit(code)
+
+
+def add_model_arguments(p: argparse.ArgumentParser, masks_help: Optional[str] = None) -> None:
+    """``--asr_train_config`` and ``--asr_model_file`` (ESPnet's names for the model a tool
+    reads) and, with ``masks_help``, ``--pathway_masks`` (none: the config's)."""
+    from espnet2.utils.types import str_or_none
+
+    p.add_argument("--asr_train_config", required=True)
+    p.add_argument("--asr_model_file", required=True)
+    if masks_help is not None:
+        p.add_argument("--pathway_masks", type=str_or_none, default=None, help=masks_help)
+
+
+def add_reporting_arguments(p: argparse.ArgumentParser) -> None:
+    """``--log_level`` and ``--verbose`` of the reporting tools (score, make_results,
+    make_plots), whose ``main()`` returns an exit status (see :func:`log_input_errors`)."""
+    p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--verbose", action="store_true", help="a traceback on errors")
+
+
+def parse_reporting_args(parser: argparse.ArgumentParser,
+                         argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The arguments of a reporting tool (:func:`add_reporting_arguments`), logging set up."""
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    return args
+
+
+#: What the reporting tools (score, make_results, make_plots) report as bad input.
+REPORTED_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, OSError, RuntimeError)
+
+
+@dataclass
+class Outcome:
+    """Whether the block of :func:`log_input_errors` failed (its error was logged)."""
+
+    failed: bool = False
+
+
+@contextlib.contextmanager
+def log_input_errors(logger: logging.Logger, what: str, verbose: bool) -> Iterator[Outcome]:
+    """Turn a :data:`REPORTED_ERRORS` raised in the block into one logged line
+    ``<what>: <message>`` and ``outcome.failed``; the caller returns exit status 1.
+
+    Why not :func:`run`: these tools' ``main()`` returns the exit status to its callers
+    (the recipe and tests call it in-process) and their message says what was not
+    written.  ``verbose`` re-raises instead, for the traceback.
+    """
+    outcome = Outcome()
+    try:
+        yield outcome
+    except REPORTED_ERRORS as e:
+        if verbose:
+            raise
+        logger.error("%s: %s", what, e)
+        outcome.failed = True

@@ -30,15 +30,22 @@ pieces the new language's text is segmented into (``DIR/text.pieces`` for each
 ``--segment`` dir), read as ``token_type: word`` like the merged vocabulary of the
 paper; the old languages' pieces keep their ids, and their hypotheses are joined back
 into text the same way (``token_mode: merged``).
+
+Bad input (a missing or garbled config, text, model or mask file, an unknown
+``--shared_from`` language, a ``--segment`` dir with another language's utterances) is
+one error line naming it, exit status 1, and nothing is written: every input is read and
+checked first, each output goes through a temporary name, and the word-piece model is
+trained beside ``--out_dir`` and moved in after the grown model.
 """
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from espnet2.utils.types import str_or_none
 
-from espnet_pathways.bin._cli import run, setup_logging
+from espnet_pathways.bin._cli import add_model_arguments, run, setup_logging
 
 
 def new_language_pieces(text_file: str, token_type: str, out_dir: Path, lang: str,
@@ -80,14 +87,15 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
         token_row_sources,
     )
     from espnet_pathways.checkpoint import load_state_dict
-    from espnet_pathways.fileio import atomic_output, atomic_write_text
+    from espnet_pathways.fileio import atomic_output, atomic_write_text, read_yaml_mapping
+    from espnet_pathways.languages import UnknownLanguageError
     from espnet_pathways.masks import PathwayMasks
     from espnet_pathways.tokens import write_lines
 
-    if not Path(asr_train_config).is_file():
-        raise FileNotFoundError(f"{asr_train_config}: training config not found")
-    cfg = yaml.safe_load(Path(asr_train_config).read_text(encoding="utf-8"))
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("token_list"), list):
+    # Everything is read and checked before the first file is written: a rerun that fails
+    # on bad input leaves an earlier grown model in out_dir as it was.
+    cfg = read_yaml_mapping(asr_train_config, "training config")
+    if not isinstance(cfg.get("token_list"), list):
         raise ValueError(f"{asr_train_config}: not an ESPnet training config with a token list")
     languages = list(cfg.get("languages") or [])
     if lang in languages:
@@ -97,6 +105,13 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
     if masks is None and (init_free_from or shared_from):
         raise ValueError(f"{asr_train_config}: a dense model (no pathway masks) has no free "
                          "weights or pathways to start from")
+    if shared_from is not None and shared_from not in masks:
+        raise UnknownLanguageError(
+            f"--shared_from {shared_from!r}: unknown language; {mask_file} has pathways "
+            f"for: {' '.join(masks.languages)}")
+    train = read_yaml_mapping(train_config, "training config") if train_config else None
+    if init_free_from and not Path(init_free_from).is_file():
+        raise FileNotFoundError(f"{init_free_from}: model for the free weights not found")
     old_tokens = list(cfg["token_list"])
     grown, added = grow_token_list(old_tokens, pieces)
     state = load_state_dict(asr_model_file)
@@ -105,9 +120,9 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
     sources = token_row_sources(old_tokens, added)
     new_state = grow_state_dict(state, len(old_tokens), len(grown), sources)
     if init_free_from:
-        if not Path(init_free_from).is_file():
-            raise FileNotFoundError(f"{init_free_from}: model for the free weights not found")
         new_state = fill_free_weights(new_state, masks, load_state_dict(init_free_from))
+    new_masks = None if masks is None else grow_masks(masks, lang, len(old_tokens),
+                                                      len(grown), shared_from)
 
     model_conf = dict(cfg.get("model_conf") or {})
     sizes = dict(model_conf.get("output_vocab_sizes") or {})
@@ -122,13 +137,12 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
         cfg.update(token_type="word", token_mode="merged", bpemodel=None)
     with atomic_output(out / "model.pth", suffix=".pth") as tmp:
         torch.save(new_state, str(tmp))
-    if masks is not None:
+    if new_masks is not None:
         with atomic_output(out / "masks.pth", suffix=".pth") as tmp:
-            grow_masks(masks, lang, len(old_tokens), len(grown), shared_from).save(tmp)
+            new_masks.save(tmp)
     write_lines(grown, out / "tokens.txt")
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, allow_unicode=True))
-    if train_config:  # the recipe's training config + the grown model's output vocabularies
-        train = yaml.safe_load(Path(train_config).read_text(encoding="utf-8"))
+    if train is not None:  # the recipe's training config + the grown model's output vocabularies
         train["model_conf"] = {**(train.get("model_conf") or {}),
                                "output_vocab_sizes": sizes}
         atomic_write_text(out / "train.yaml", yaml.safe_dump(train, allow_unicode=True))
@@ -148,10 +162,8 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--asr_train_config", required=True)
-    p.add_argument("--asr_model_file", required=True)
-    p.add_argument("--pathway_masks", type=str_or_none, default=None,
-                   help="default: the config's (a dense model's config has none: vocabulary only)")
+    add_model_arguments(p, masks_help="default: the config's (a dense model's config has "
+                        "none: vocabulary only)")
     p.add_argument("--lang", required=True, help="code of the language to add")
     p.add_argument("--text", required=True, help="the new language's training text (Kaldi)")
     p.add_argument("--vocab_size", type=int, default=100,
@@ -175,29 +187,60 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+def read_segment_dirs(dirs: List[str], lang: str) -> Dict[Path, Dict[str, str]]:
+    """Each ``--segment`` dir's ``text``, checked to be the new language's alone (its
+    ``utt2lang``): only ``lang`` gets a word-piece model here.  Read before anything is
+    written, so that a wrong dir fails the run with nothing changed."""
+    from espnet_pathways import tokens
+    from espnet_pathways.languages import UnknownLanguageError, read_utt2lang
+
+    out: Dict[Path, Dict[str, str]] = {}
+    for d in map(Path, dirs):
+        text = tokens.read_text(d / "text")
+        utt2lang = read_utt2lang(d / "utt2lang")
+        for utt in sorted(text):
+            if utt not in utt2lang:
+                raise KeyError(f"{d / 'utt2lang'}: utterance {utt!r} of {d / 'text'} has "
+                               "no language")
+            if utt2lang[utt] != lang:
+                raise UnknownLanguageError(
+                    f"{d / 'utt2lang'}: utterance {utt!r} is {utt2lang[utt]!r}, not the "
+                    f"added language {lang!r} (--segment takes {lang!r} data dirs only)")
+        out[d] = text
+    return out
+
+
 def main(cmd: Optional[List[str]] = None) -> Dict[str, Any]:
-    import yaml
+    import tempfile
 
     from espnet_pathways import tokens
-    from espnet_pathways.languages import read_utt2lang
+    from espnet_pathways.fileio import read_yaml_mapping
 
     args = get_parser().parse_args(cmd)
     setup_logging(args.log_level)
-    cfg = yaml.safe_load(Path(args.asr_train_config).read_text(encoding="utf-8")) \
-        if Path(args.asr_train_config).is_file() else {}
-    token_type = (cfg or {}).get("token_type", "bpe")
+    cfg = read_yaml_mapping(args.asr_train_config, "training config")
+    token_type = cfg.get("token_type", "bpe")
     out = Path(args.out_dir)
-    pieces = new_language_pieces(args.text, token_type, out, args.lang, args.vocab_size,
-                                 args.model_type)
-    info = grow_model(args.asr_train_config, args.asr_model_file, args.pathway_masks,
-                      args.lang, pieces, args.out_dir, args.train_config,
-                      args.init_free_from, args.shared_from)
-    for d in map(Path, args.segment):
-        if token_type == "char":
-            break
-        seg = tokens.segment_merged(tokens.read_text(d / "text"), read_utt2lang(d / "utt2lang"),
-                                    out / "tokens")
-        tokens.write_lines((f"{u} {p}" for u, p in sorted(seg.items())), d / "text.pieces")
+    segment = read_segment_dirs(args.segment, args.lang) if token_type != "char" else {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The word-piece model is trained beside out_dir and moved in only once the grown
+    # model is written: a failed rerun keeps the earlier one with its model.
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as staging:
+        stage = Path(staging)
+        pieces = new_language_pieces(args.text, token_type, stage, args.lang,
+                                     args.vocab_size, args.model_type)
+        seg = {d: tokens.segment_merged(text, {u: args.lang for u in text}, stage / "tokens")
+               for d, text in segment.items()}
+        info = grow_model(args.asr_train_config, args.asr_model_file, args.pathway_masks,
+                          args.lang, pieces, args.out_dir, args.train_config,
+                          args.init_free_from, args.shared_from)
+        model_dir = stage / "tokens" / args.lang
+        if model_dir.is_dir():
+            (out / "tokens" / args.lang).mkdir(parents=True, exist_ok=True)
+            for f in model_dir.iterdir():
+                os.replace(f, out / "tokens" / args.lang / f.name)
+    for d, pieces_of in seg.items():
+        tokens.write_lines((f"{u} {p}" for u, p in sorted(pieces_of.items())), d / "text.pieces")
         logging.info("wrote %s", d / "text.pieces")
     return info
 

@@ -19,18 +19,16 @@ import argparse
 import logging
 from typing import List, Optional
 
-from espnet2.utils.types import str2bool, str_or_none
+from espnet2.utils.types import str2bool
 
-from espnet_pathways.bin._cli import run, setup_logging
+from espnet_pathways.bin._cli import add_model_arguments, run, setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--asr_train_config", required=True)
-    p.add_argument("--asr_model_file", required=True)
-    p.add_argument("--pathway_masks", type=str_or_none, default=None,
-                   help="Mask file (default: the config's pathway_masks; none: dense model)")
+    add_model_arguments(p, masks_help="Mask file (default: the config's pathway_masks; "
+                        "none: dense model)")
     p.add_argument("--compact", type=str2bool, default=False,
                    help="Store only the weights inside the union of the pathways")
     p.add_argument("--outpath", required=True, help="The zip to write")

@@ -10,32 +10,27 @@ dynamic run trains exactly the fixed run's model, steps and language sampling; s
     dynamic
     ...
 
-A key that is not such an option, or ``pruning`` other than ``dynamic``, is an error
-naming the file and the key (one line, exit status 1).
+A missing, empty or garbled file, a key that is not such an option, or ``pruning`` other
+than ``dynamic``, is an error naming the file and the key (one line, exit status 1).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-import yaml
-
 from espnet_pathways.bin._cli import run
+from espnet_pathways.fileio import read_yaml_mapping
 
 
 def override_args(path: Path) -> List[str]:
     """``["--key", "value", ...]`` for the override file ``path`` (checked)."""
-    try:
-        cfg = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e.__class__.__name__})") from None
-    if not isinstance(cfg, dict) or not cfg:
-        raise ValueError(f"{path}: expected a mapping of option: value")
+    cfg = read_yaml_mapping(path, "dynamic pathways override file")
     if cfg.get("pruning") != "dynamic":
         raise ValueError(f"{path}: needs 'pruning: dynamic', got {cfg.get('pruning')!r}")
     out: List[str] = []
     for key, value in cfg.items():
-        if not (key == "pruning" or key.startswith(("pruning_", "dynamic_"))):
+        if not (isinstance(key, str)
+                and (key == "pruning" or key.startswith(("pruning_", "dynamic_")))):
             raise ValueError(f"{path}: {key!r} is not a --pruning_* / --dynamic_* option; "
                              "other options belong in the fixed pathway config")
         if isinstance(value, (dict, list)) or value is None:

@@ -24,9 +24,9 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from espnet2.utils.types import str2bool, str_or_none
+from espnet2.utils.types import str2bool
 
-from espnet_pathways.bin._cli import run, setup_logging
+from espnet_pathways.bin._cli import add_model_arguments, run, setup_logging
 
 
 def export_pathway(
@@ -43,17 +43,12 @@ def export_pathway(
     import yaml
 
     from espnet_pathways.checkpoint import load_state_dict
-    from espnet_pathways.fileio import atomic_output, atomic_write_text
+    from espnet_pathways.fileio import atomic_output, atomic_write_text, read_yaml_mapping
     from espnet_pathways.languages import UnknownLanguageError
     from espnet_pathways.masks import PathwayMasks
     from espnet_pathways.packing import is_compact_file, load_compact
 
-    if not Path(asr_train_config).is_file():
-        raise FileNotFoundError(f"{asr_train_config}: training config not found")
-    with open(asr_train_config, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f)
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{asr_train_config}: not a training config (a YAML mapping)")
+    cfg = read_yaml_mapping(asr_train_config, "training config")
     if is_compact_file(asr_model_file):
         state, masks = load_compact(asr_model_file)
         if pathway_masks:
@@ -130,10 +125,7 @@ def export_pathway(
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--asr_train_config", required=True)
-    p.add_argument("--asr_model_file", required=True)
-    p.add_argument("--pathway_masks", type=str_or_none, default=None,
-                   help="Mask file (default: the config's pathway_masks)")
+    add_model_arguments(p, masks_help="Mask file (default: the config's pathway_masks)")
     p.add_argument("--lang", required=True)
     p.add_argument("--out_dir", required=True)
     p.add_argument("--quantize_asr_model", type=str2bool, default=False,

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from espnet_pathways.bin._cli import setup_logging
+from espnet_pathways.bin._cli import add_reporting_arguments, log_input_errors, parse_reporting_args
 from espnet_pathways.reporting.plots import make_plots
 
 logger = logging.getLogger("espnet_pathways.bin.make_plots")
@@ -38,17 +38,16 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="WER", choices=["WER", "CER", "both"])
     p.add_argument("--mask_drift", type=Path, default=None,
                    help="mask_drift.json of dynamic pathway training (start/end IoU per pair)")
-    p.add_argument("--verbose", action="store_true", help="a traceback on errors")
+    add_reporting_arguments(p)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = get_parser()
-    args = parser.parse_args(argv)
-    setup_logging(logging.INFO)
+    args = parse_reporting_args(parser, argv)
     if not args.masks and args.results_dir is None and args.mask_drift is None:
         parser.error("nothing to plot: give --masks and/or --results_dir")
-    try:
+    with log_input_errors(logger, f"plots in {args.out_dir} not made", args.verbose) as outcome:
         written = make_plots(
             args.out_dir, args.masks, args.results_dir,
             systems=args.systems.replace(",", " ").split(),
@@ -57,10 +56,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             metrics=["WER", "CER"] if args.metric == "both" else [args.metric],
             mask_drift=args.mask_drift,
         )
-    except (ValueError, OSError, RuntimeError) as e:
-        if args.verbose:
-            raise
-        logger.error("plots in %s not made: %s", args.out_dir, e)
+    if outcome.failed:
         return 1
     logger.info("wrote %d figure(s) and %s", len(written) - 1, written[-1])
     return 0

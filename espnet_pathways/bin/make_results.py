@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_pathways.bin._cli import setup_logging
+from espnet_pathways.bin._cli import add_reporting_arguments, log_input_errors, parse_reporting_args
 from espnet_pathways.fileio import atomic_write_text
 from espnet_pathways.reporting.results import build_markdown, parse_name_value
 
@@ -75,15 +75,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage_times", default=None, help="exp/stage_times.tsv of the pipeline")
     p.add_argument("--precision", type=int, default=1, help="decimals for rates")
     p.add_argument("--repo", default=".", help="git repository for the commit id")
-    p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--verbose", action="store_true", help="a traceback on errors")
+    add_reporting_arguments(p)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = get_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_reporting_args(parser, argv)
     names = [n for n, _ in args.system]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -91,12 +89,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     for ref in [args.reference_system, *args.extra_reference]:
         if ref is not None and ref not in names:
             parser.error(f"reference system {ref!r} is not one of {names}")
-    try:
+    with log_input_errors(logger, f"{args.out} not written", args.verbose) as outcome:
         atomic_write_text(Path(args.out), build_markdown(args))
-    except (ValueError, OSError, RuntimeError) as e:
-        if args.verbose:
-            raise
-        logger.error("%s not written: %s", args.out, e)
+    if outcome.failed:
         return 1
     logger.info("wrote %s (%d systems)", args.out, len(names))
     return 0

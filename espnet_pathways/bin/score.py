@@ -20,7 +20,7 @@ import logging
 import sys
 from typing import List, Optional
 
-from espnet_pathways.bin._cli import setup_logging
+from espnet_pathways.bin._cli import add_reporting_arguments, log_input_errors, parse_reporting_args
 from espnet_pathways.fileio import read_two_columns
 from espnet_pathways.reporting.scoring import (
     UNITS,
@@ -46,27 +46,23 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--utt2lang", default=None, help="uttid -> language map (needs --lang)")
     p.add_argument("--lang", default=None, help="score only utterances of this language")
     p.add_argument("--no_sclite", action="store_true", help="do not run sclite even if found")
-    p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--verbose", action="store_true", help="a traceback on errors")
+    add_reporting_arguments(p)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = get_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_reporting_args(parser, argv)
     if (args.utt2lang is None) != (args.lang is None):
         parser.error("--utt2lang and --lang must be given together")
-    try:
+    with log_input_errors(logger, f"scoring {args.hyp} against {args.ref}",
+                          args.verbose) as outcome:
         ref = read_text(args.ref)
         hyp = read_text(args.hyp)
         if args.lang is not None:
             ref, hyp = restrict_to_language(ref, hyp, read_two_columns(args.utt2lang), args.lang)
         counts = write_score_dir(score(ref, hyp, args.unit), args.out_dir, use_sclite=not args.no_sclite)
-    except (ValueError, OSError, RuntimeError) as e:
-        if args.verbose:
-            raise
-        logger.error("scoring %s against %s: %s", args.hyp, args.ref, e)
+    if outcome.failed:
         return 1
     suffix = f" [lang={args.lang}]" if args.lang else ""
     logger.info("%s%s -> %s", counts.summary(), suffix, args.out_dir)

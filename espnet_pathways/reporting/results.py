@@ -423,10 +423,20 @@ def environment_section(repo: Path) -> str:
 # --------------------------------------------------------------------------
 # Assembly
 # --------------------------------------------------------------------------
-def stage_times_section(path: Path) -> str:
+#: pathways.sh's stage numbers: the main pipeline (RESULTS.md) and the add-language
+#: stages (RESULTS_add_<code>.md), which record their times in the same stage_times.tsv.
+MAIN_STAGES = range(1, 18)
+ADD_LANGUAGE_STAGES = range(18, 22)
+
+
+def stage_times_section(path: Path, stages: Sequence[int] = MAIN_STAGES,
+                        name_prefix: str = "") -> str:
     """The pipeline's stage timings (``exp/stage_times.tsv``: date, stage, name, seconds).
 
-    The latest run of each stage counts, so a rerun of one stage updates its row.
+    The latest run of each stage counts, so a rerun of one stage updates its row.  Only
+    the ``stages`` whose name starts with ``name_prefix`` are listed: RESULTS.md shows the
+    main pipeline, RESULTS_add_<code>.md the stages that added <code> (named
+    ``add <code>: ...``), although one exp dir's file records both.
     """
     latest: dict = {}
     try:
@@ -442,11 +452,16 @@ def stage_times_section(path: Path) -> str:
         try:
             if len(parts) != 4:
                 raise ValueError(line)
-            latest[(int(parts[1]), parts[2])] = (parts[0], int(parts[3]))
+            n, name, when, sec = int(parts[1]), parts[2], parts[0], int(parts[3])
         except ValueError:
             raise ResultsInputError(
                 f"{path}:{lineno}: expected 'date<TAB>stage<TAB>name<TAB>seconds', got {line!r}"
             ) from None
+        if n in stages and name.startswith(name_prefix):
+            latest[(n, name)] = (when, sec)
+    if not latest:
+        logger.warning("no times of stages %d-%d in %s", stages[0], stages[-1], path)
+        return NA
     rows = [(str(n), name, when, f"{sec / 60:.1f}") for (n, name), (when, sec) in sorted(latest.items())]
     total = sum(sec for _, sec in latest.values())
     rows.append(("", "total", "", f"{total / 60:.1f}"))

@@ -261,7 +261,8 @@ train_system() {
   mkdir -p "$dir"
   log "${tag}: training with ${config} -> ${dir} (log: ${dir}/train.log)"
   # Several GPUs (one node or many): torch DDP, one process per GPU, through ESPnet's
-  # launcher as asr.sh does (it writes train.log itself; its own output -> launch.log).
+  # launcher as asr.sh does (it writes train.log itself, moving an earlier one to
+  # train.1.log, ...; its own output -> launch.log).
   local launcher=() out_log="${dir}/train.log"
   if [ "$num_nodes" -gt 1 ] || [ "$ngpu" -gt 1 ]; then
     launcher=(${python} -m espnet2.bin.launch --cmd "${cuda_cmd:-$decode_cmd}"
@@ -269,22 +270,30 @@ train_system() {
               --init_file_prefix "${dir}/.dist_init_" --multiprocessing_distributed true --)
     out_log="${dir}/launch.log"
   fi
-  # shellcheck disable=SC2046
-  if ! "${launcher[@]}" ${python} -m espnet_pathways.bin.asr_pathways_train \
-      --config "$config" $(common_train_args) \
-      $(data_args train "${data_feats}/${train_set}${sub}") \
-      $(data_args valid "${data_feats}/${valid_set}${sub}") \
-      --train_shape_file "${stats_dir}/train${sub}/speech_shape" \
-      --train_shape_file "${stats_dir}/train${sub}/text_shape.${token_type}" \
-      --valid_shape_file "${stats_dir}/valid${sub}/speech_shape" \
-      --valid_shape_file "${stats_dir}/valid${sub}/text_shape.${token_type}" \
-      --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
-      --resume true --output_dir "$dir" ${train_args} "$@" >"${out_log}" 2>&1; then
+  # shellcheck disable=SC2046,SC2206
+  local cmd=("${launcher[@]}" ${python} -m espnet_pathways.bin.asr_pathways_train
+      --config "$config" $(common_train_args)
+      $(data_args train "${data_feats}/${train_set}${sub}")
+      $(data_args valid "${data_feats}/${valid_set}${sub}")
+      --train_shape_file "${stats_dir}/train${sub}/speech_shape"
+      --train_shape_file "${stats_dir}/train${sub}/text_shape.${token_type}"
+      --valid_shape_file "${stats_dir}/valid${sub}/speech_shape"
+      --valid_shape_file "${stats_dir}/valid${sub}/text_shape.${token_type}"
+      --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz"
+      --resume true --output_dir "$dir" ${train_args} "$@")
+  # A rerun (resume after a crash, or a changed config) appends to the log after a line
+  # naming the date and command: the earlier epochs' history is never truncated.
+  printf '\n===== %s: %s =====\n' "$(date '+%F %T')" "${cmd[*]}" >>"${out_log}"
+  if ! "${cmd[@]}" >>"${out_log}" 2>&1; then
     tail -n 30 "${dir}/train.log" >&2
     log "${tag}: training failed; see ${dir}/train.log (rerun resumes from the last epoch)"
     exit 1
   fi
-  grep -E "[0-9]+epoch results:" "${dir}/train.log" | tail -n 2 || true
+  # The last epochs' results, also when this run only found the training finished (with
+  # ESPnet's launcher, the earlier ones are in train.<N>.log, oldest the highest N).
+  local logs=() i=1
+  while [ -f "${dir}/train.${i}.log" ]; do logs=("${dir}/train.${i}.log" "${logs[@]}"); i=$((i + 1)); done
+  cat "${logs[@]}" "${dir}/train.log" | grep -E "[0-9]+epoch results:" | tail -n 2 || true
   echo "$sig" >"${dir}/.done"
 }
 
@@ -833,7 +842,7 @@ stage_add_results() {
   "$add_language_baseline" && args+=(--baseline "${expdir}/asr_add_${l}_dense")
   ${python} -m espnet_pathways.bin.add_language_results --lang "$l" --old_langs ${languages} \
     --before "$add_src" "${args[@]}" --grown "${add_dir}/init" --decode_dir "$decode_tag" \
-    --out "RESULTS_add_${l}.md" --results "$results"
+    --out "RESULTS_add_${l}.md" --results "$results" --stage_times "$times"
   log "Wrote RESULTS_add_${l}.md and its section in ${results}"
 }
 
