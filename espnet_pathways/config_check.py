@@ -44,6 +44,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Union
 
 import yaml
 
+from espnet_pathways.fileio import read_yaml_mapping
+
 __all__ = [
     "ARCHITECTURE_KEYS",
     "CHOICE_DEFAULTS",
@@ -119,27 +121,15 @@ def show(value: Any, limit: int = 80) -> str:
 
 
 def load_config(path: PathLike) -> Dict[str, Any]:
-    """The options of an ESPnet YAML config; a ``ValueError`` naming the file when it is
-    missing, unreadable, not YAML or not a mapping of options."""
-    path = Path(path)
+    """The options of an ESPnet YAML config (:func:`espnet_pathways.fileio.read_yaml_mapping`);
+    a ``ValueError`` naming the file when it is missing, unreadable, not YAML or not a
+    mapping of options."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return read_yaml_mapping(path, "config")
     except FileNotFoundError:
         raise ValueError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        reason = getattr(e, "strerror", None) or e.__class__.__name__
-        raise ValueError(f"{path}: cannot read the config ({reason})") from None
-    try:
-        cfg = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or e.__class__.__name__
-        raise ValueError(f"{path}: not valid YAML{where}: {problem}") from None
-    if not isinstance(cfg, dict):
-        got = "an empty file" if cfg is None else f"a {type(cfg).__name__}"
-        raise ValueError(f"{path}: not a YAML mapping of options (got {got})")
-    return cfg
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the config ({e.strerror or type(e).__name__})") from None
 
 
 def is_dropout(key: Any) -> bool:

@@ -145,6 +145,7 @@ def read_yaml_mapping(path: PathLike, what: str = "YAML file") -> Dict[str, Any]
         problem = getattr(e, "problem", None) or type(e).__name__
         raise ValueError(f"{path}: not valid YAML{where} ({problem})") from None
     if not isinstance(data, dict) or not data:
-        raise ValueError(f"{path}: {what} is not a YAML mapping of key: value "
-                         f"(got {type(data).__name__})")
+        got = ("an empty file" if data is None else "an empty mapping" if data == {}
+               else f"a {type(data).__name__}")
+        raise ValueError(f"{path}: not a YAML mapping of options (got {got}); expected a {what}")
     return data
