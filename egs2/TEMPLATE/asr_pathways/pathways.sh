@@ -17,6 +17,11 @@ Options (defaults in brackets; see docs/recipe.md):
   --stage/--stop_stage N      stages to run [1/16]; 17 uploads to Hugging Face
   --nj N                      parallel decoding jobs [2]
   --ngpu N                    GPUs for training, 0 = CPU [0]
+  --train_jobs N              independent trainings of one stage (6, 7, 10) run at once; on
+                              the CPU each of k running gets OMP_NUM_THREADS/k threads (at
+                              least 1); GPUs are not shared between trainings, so with
+                              --ngpu >= 1 it must be 1 [CPU: nproc, at most the stage's
+                              trainings; GPU: 1]
   --languages \"l1 l2 ...\"     language codes, order = language ids
   --local_data_opts \"...\"     options for local/data.sh
   --check_splits true|false   stage 1: fail if a dev/test speaker, voice or sentence is in train [true]
@@ -54,6 +59,7 @@ stop_stage=16
 nj=2
 ngpu=0
 num_nodes=1
+train_jobs=""                # independent trainings of a stage at once ["": nproc on the CPU, 1 with GPUs]
 python=python3
 cmd_backend=local            # see cmd.sh
 expdir=exp
@@ -118,6 +124,16 @@ add_language_decode_old_shared=false  # stage 21: re-decode old languages in sha
 [ -z "$languages" ] && { echo "$0: --languages is required" >&2; exit 1; }
 [ -f path.sh ] && . ./path.sh
 [ -f cmd.sh ] && . ./cmd.sh
+if [ -z "$train_jobs" ]; then
+  if [ "$ngpu" -gt 0 ]; then train_jobs=1; else train_jobs=$(nproc); fi
+fi
+case "$train_jobs" in
+  ''|*[!0-9]*|0) echo "$0: --train_jobs must be a positive integer, got '${train_jobs}'" >&2; exit 1 ;;
+esac
+if [ "$ngpu" -gt 0 ] && [ "$train_jobs" -gt 1 ]; then
+  echo "$0: --train_jobs ${train_jobs} with --ngpu ${ngpu}: GPUs are not shared between" \
+       "trainings; use --train_jobs 1" >&2; exit 1
+fi
 utils=$(cd "$(dirname "$0")" && pwd)/utils
 : "${decode_cmd:=${utils}/run_local.sh}"
 # The default run compares what the paper's claims need within the CPU budget
@@ -248,14 +264,27 @@ stage_stats() {
   done
 }
 
+# train_signature CONFIG [args...]: what a finished run's .done holds (config, arguments,
+# language subset); a changed one means "train again" (resuming).
+train_signature() {
+  local config=$1; shift
+  cat "$config" <(echo "$* ${sub:-} ${train_args} $(common_train_args)") | md5sum | cut -c1-32
+}
+
+# trained_already TAG CONFIG [args...]: true if exp/asr_TAG finished with this signature.
+trained_already() {
+  local dir=${expdir}/asr_$1 config=$2; shift 2
+  [ -f "${dir}/.done" ] && [ "$(cat "${dir}/.done")" = "$(train_signature "$config" "$@")" ]
+}
+
 # train_system TAG CONFIG [extra ESPnet args...]: skipped when already done with the
 # same config and arguments (a rerun trains only what changed); resumes otherwise.
 # With sub=_<lang> set, trains on that language's data only.
 train_system() {
   local tag=$1 config=$2; shift 2
   local dir=${expdir}/asr_${tag} sub=${sub:-}
-  local sig; sig=$(cat "$config" <(echo "$* ${sub} ${train_args} $(common_train_args)") | md5sum | cut -c1-32)
-  if [ -f "${dir}/.done" ] && [ "$(cat "${dir}/.done")" = "$sig" ]; then
+  local sig; sig=$(train_signature "$config" "$@")
+  if trained_already "$tag" "$config" "$@"; then
     log "${tag}: already trained with this config (${dir}); skipping"; return
   fi
   mkdir -p "$dir"
@@ -295,6 +324,70 @@ train_system() {
   while [ -f "${dir}/train.${i}.log" ]; do logs=("${dir}/train.${i}.log" "${logs[@]}"); i=$((i + 1)); done
   cat "${logs[@]}" "${dir}/train.log" | grep -E "[0-9]+epoch results:" | tail -n 2 || true
   echo "$sig" >"${dir}/.done"
+}
+
+# Independent trainings of one stage run side by side (--train_jobs; docs/recipe.md,
+# "Parallel trainings"): on 2 CPU cores two 1-thread trainings give ~1.5x the throughput
+# of one 2-thread training.  A stage queues its trainings with queue_training (the
+# arguments of train_system, `sub` included) and runs them with run_queued_trainings.
+queued=()       # the queued trainings' train_system arguments, each list shell-quoted
+queued_subs=()  # and their `sub` (the language whose data alone they train on)
+
+queue_training() {  # queue_training TAG CONFIG [args...]
+  queued+=("$(printf '%q ' "$@")"); queued_subs+=("${sub:-}")
+}
+
+# prefixed NAME CMD...: CMD with "[NAME] " before each line of its stdout and stderr (each
+# kept on its own stream), so that the lines of concurrent trainings stay attributable.
+prefixed() {
+  local p="[$1] "; shift
+  { "$@" 2>&1 1>&3 3>&- | sed -u "s|^|${p}|" >&2; } 3>&1 | sed -u "s|^|${p}|"
+}
+
+# run_queued_trainings: the queued trainings not done already, up to --train_jobs at a
+# time (bash jobs and `wait -n`).  With k of them running at once on the CPU (k =
+# min(train_jobs, trainings of the stage not finished)) each gets max(1, OMP_NUM_THREADS
+# / k) threads, so a stage's last or only training keeps all of them.  When one fails, no
+# further training starts, those running are waited for (a finished one writes its
+# .done, so a rerun trains only the others), the failed ones are named with their log,
+# and the script exits 1.
+run_queued_trainings() {
+  local todo=() i
+  for i in "${!queued[@]}"; do
+    eval "set -- ${queued[i]}"
+    if sub=${queued_subs[i]} trained_already "$@"; then
+      log "$1: already trained with this config (${expdir}/asr_$1); skipping"
+    else
+      todo+=("$i")
+    fi
+  done
+  local n=${#todo[@]} max=$train_jobs all_threads=${OMP_NUM_THREADS:-1}
+  [ "$max" -le "$n" ] || max=$n
+  local next=0 running=0 finished=0 failed=() k threads pid
+  local -A tag_of=()
+  while :; do
+    while [ "$running" -lt "$max" ] && [ ${#failed[@]} -eq 0 ] && [ "$next" -lt "$n" ]; do
+      i=${todo[next]}; next=$((next + 1))
+      eval "set -- ${queued[i]}"
+      k=$((n - finished < max ? n - finished : max)); threads=$all_threads
+      [ "$ngpu" -gt 0 ] || threads=$((all_threads / k > 1 ? all_threads / k : 1))
+      [ "$n" -le 1 ] || log "$1: starting ($((running + 1)) of at most ${max} at once, ${threads} thread(s))"
+      ( export OMP_NUM_THREADS=$threads; sub=${queued_subs[i]}
+        prefixed "$1" train_system "$@" ) &
+      tag_of[$!]=$1; running=$((running + 1))
+    done
+    [ "$running" -gt 0 ] || break
+    if ! wait -n -p pid; then failed+=("${tag_of[$pid]}"); fi
+    running=$((running - 1)); finished=$((finished + 1))
+  done
+  queued=(); queued_subs=()
+  [ ${#failed[@]} -eq 0 ] && return 0
+  for i in "${failed[@]}"; do
+    echo "$0: training ${i} failed; see ${expdir}/asr_${i}/train.log" >&2
+  done
+  [ "$next" -ge "$n" ] || echo "$0: $((n - next)) training(s) of this stage not started;" \
+    "the finished ones are kept: a rerun trains only the failed and unstarted ones" >&2
+  exit 1
 }
 
 stage_train_dense() {
@@ -349,9 +442,10 @@ stage_train_dense_baselines() {
   wanted dense_ft dense_small || { skip; return; }
   if wanted dense_ft; then
     local match; match=$(matched_args)  # (an assignment: a failure stops the script)
-    train_system dense_ft "$pathways_config" --init_param "$(dense_model)" ${match}
+    queue_training dense_ft "$pathways_config" --init_param "$(dense_model)" ${match}
   fi
-  if wanted dense_small; then train_system dense_small "$dense_small_config"; fi
+  if wanted dense_small; then queue_training dense_small "$dense_small_config"; fi
+  run_queued_trainings
 }
 
 # lsp_imp_dirs: the LSP-IMP runs behind exp/asr_lsp_imp_<lang> (all sweep candidates).
@@ -371,19 +465,28 @@ lsp_runs() {
 stage_lsp() {
   wanted lsp_imp lsp_lth pathways_imp pathways_lth || { skip; return; }
   local prune="--init_param $(dense_model) --pruning_target_sparsity ${target_sparsity}"
-  [ -n "$lsp_prune_every_candidates" ] && : >"${expdir}/lsp_prune_every.tsv.tmp"
+  # All runs of all languages are independent: one pool; the interval choice after it.
   for lang in ${languages}; do
     if wanted lsp_imp pathways_imp && [ -z "$lsp_prune_every_candidates" ]; then
-      sub=_${lang} train_system "lsp_imp_${lang}" "$prune_config" ${prune} \
+      sub=_${lang} queue_training "lsp_imp_${lang}" "$prune_config" ${prune} \
         --pruning imp --pruning_languages "$lang"
     elif wanted lsp_imp pathways_imp; then
-      local cands=()
       for t in ${lsp_prune_every_candidates}; do
-        sub=_${lang} train_system "lsp_imp_${lang}_every${t}" "$prune_config" ${prune} \
+        sub=_${lang} queue_training "lsp_imp_${lang}_every${t}" "$prune_config" ${prune} \
           --pruning imp --pruning_languages "$lang" --pruning_every "$t"
-        cands+=("${expdir}/asr_lsp_imp_${lang}_every${t}")
       done
-      local best link=${expdir}/asr_lsp_imp_${lang}
+    fi
+    if wanted lsp_lth pathways_lth; then
+      sub=_${lang} queue_training "lsp_lth_${lang}" "$prune_config" ${prune} \
+        --pruning lth --lth_rewind_step "$lth_rewind_step" --pruning_languages "$lang"
+    fi
+  done
+  run_queued_trainings
+  if [ -n "$lsp_prune_every_candidates" ] && wanted lsp_imp pathways_imp; then
+    : >"${expdir}/lsp_prune_every.tsv.tmp"
+    for lang in ${languages}; do
+      local cands=() best link=${expdir}/asr_lsp_imp_${lang}
+      for t in ${lsp_prune_every_candidates}; do cands+=("${expdir}/asr_lsp_imp_${lang}_every${t}"); done
       best=$(${python} -m espnet_pathways.bin.select_on_dev --epoch last \
         --table "${expdir}/lsp_prune_every_${lang}.tsv" "${cands[@]}")
       if [ -d "$link" ] && [ ! -L "$link" ]; then
@@ -392,13 +495,9 @@ stage_lsp() {
       ln -sfn "$(basename "$best")" "$link"
       printf '%s\t%s\n' "$lang" "${best##*_every}" >>"${expdir}/lsp_prune_every.tsv.tmp"
       log "LSP-IMP ${lang}: pruning interval ${best##*_every} chosen on dev (${expdir}/lsp_prune_every_${lang}.tsv)"
-    fi
-    if wanted lsp_lth pathways_lth; then
-      sub=_${lang} train_system "lsp_lth_${lang}" "$prune_config" ${prune} \
-        --pruning lth --lth_rewind_step "$lth_rewind_step" --pruning_languages "$lang"
-    fi
-  done
-  [ -n "$lsp_prune_every_candidates" ] && mv "${expdir}/lsp_prune_every.tsv.tmp" "${expdir}/lsp_prune_every.tsv"
+    done
+    mv "${expdir}/lsp_prune_every.tsv.tmp" "${expdir}/lsp_prune_every.tsv"
+  fi
   return 0
 }
 
@@ -435,7 +534,7 @@ stage_pathways() {
   local match total; match=$(matched_args); total=$(pathway_steps)
   for kind in imp lth; do
     wanted "pathways_${kind}" || continue
-    train_system "pathways_${kind}" "$pathways_config" --init_param "$(dense_model)" \
+    queue_training "pathways_${kind}" "$pathways_config" --init_param "$(dense_model)" \
       --pathway_masks "${expdir}/masks/lsp_${kind}.pth" ${match}
   done
   if wanted pathways_random; then
@@ -444,11 +543,12 @@ stage_pathways() {
       "$target_sparsity" "$random_pruning_fraction")
     every=$(( total / (2 * rounds) )); [ "$every" -ge 1 ] || every=1
     log "pathways_random: ${rounds} rounds of random pruning every ${every} of ${total} steps"
-    train_system pathways_random "$pathways_config" --init_param "$(dense_model)" \
+    queue_training pathways_random "$pathways_config" --init_param "$(dense_model)" \
       --pruning random --pruning_target_sparsity "$target_sparsity" \
       --pruning_fraction "$random_pruning_fraction" --pruning_every "$every" ${match}
   fi
-  if wanted pathways_dynamic; then train_dynamic "$match"; fi
+  if wanted pathways_dynamic; then queue_dynamic "$match"; fi
+  run_queued_trainings
 }
 
 # Dynamic ASR pathways (docs/dynamic_pathways.md), trained only when its config exists.
@@ -456,8 +556,8 @@ stage_pathways() {
 # --pathways_config, so the model, steps and language sampling are the fixed pathway
 # run's; it starts from the dense weights and (--dynamic_init lap) the LAP masks.  The
 # final masks are exp/asr_pathways_dynamic/masks.pth (used with latest.pth, like a
-# pruning run's).  train_dynamic MATCHED_ARGS
-train_dynamic() {
+# pruning run's).  queue_dynamic MATCHED_ARGS: queues it for run_queued_trainings.
+queue_dynamic() {
   if [ ! -f "$dynamic_config" ]; then
     log "pathways_dynamic: no ${dynamic_config}; not trained (and not decoded or reported)"
     return
@@ -470,7 +570,7 @@ train_dynamic() {
     *) echo "$0: --dynamic_init must be mid or lap, got ${dynamic_init}" >&2; exit 1 ;;
   esac
   # shellcheck disable=SC2086
-  train_system pathways_dynamic "$pathways_config" --init_param "$(dense_model)" \
+  queue_training pathways_dynamic "$pathways_config" --init_param "$(dense_model)" \
     --pruning_target_sparsity "$target_sparsity" ${overrides} $1 "${start[@]}"
 }
 

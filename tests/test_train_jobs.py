@@ -1,0 +1,128 @@
+"""pathways.sh runs a stage's independent trainings side by side (--train_jobs): with 2
+jobs two trainings overlap and each gets half of OMP_NUM_THREADS; with 1 they run one
+after the other; a failing one stops the script with its name and log while the other's
+.done is kept, so a rerun trains only the failed one.
+
+The trainer is a fake (``--python`` points at a script that answers for
+``-m espnet_pathways.bin.asr_pathways_train``, as in test_train_log.py); stage 6 with
+dense_ft and dense_small is driven, so the test takes seconds."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Each training records under $FAKE_DIR: <tag>.threads (its OMP_NUM_THREADS), <tag>.others
+# (how many trainings had started and not ended when it started) and a line in calls.
+# With FAKE_RENDEZVOUS=1 it waits (up to 60 s) until another training has started and
+# writes <tag>.saw_other (1: it did, while itself still running; 0: it gave up).
+# FAKE_FAIL_TAG names a training that fails.
+FAKE_PYTHON = """#!/usr/bin/env bash
+if [ "$1 $2" = "-m espnet_pathways.bin.asr_pathways_train" ]; then
+  tag=""; prev=""
+  for a in "$@"; do [ "$prev" = --output_dir ] && tag=${a##*/asr_}; prev=$a; done
+  d=$FAKE_DIR
+  count() { ls "$d" | grep -c "\\.$1\$" || true; }
+  echo "$tag" >>"$d/calls"
+  echo "$OMP_NUM_THREADS" >"$d/$tag.threads"
+  echo $(( $(count started) - $(count ended) )) >"$d/$tag.others"
+  touch "$d/$tag.started"
+  if [ "$FAKE_RENDEZVOUS" = 1 ]; then
+    echo 0 >"$d/$tag.saw_other"
+    for _ in $(seq 600); do
+      [ "$(count started)" -ge 2 ] && { echo 1 >"$d/$tag.saw_other"; break; }
+      sleep 0.1
+    done
+  else
+    sleep 0.3
+  fi
+  touch "$d/$tag.ended"
+  echo "1epoch results: [valid] loss=1.0"
+  if [ "$tag" = "${FAKE_FAIL_TAG:-}" ]; then echo "RuntimeError: fake failure of $tag"; exit 1; fi
+  exit 0
+fi
+exec "$REAL_PYTHON" "$@"
+"""
+
+
+def make_recipe(tmp_path: Path) -> Path:
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    for name in ("conf", "egs2", "path.sh", "cmd.sh"):
+        (recipe / name).symlink_to(ROOT / name)
+    (recipe / "fake_python").write_text(FAKE_PYTHON)
+    (recipe / "fake_python").chmod(0o755)
+    (recipe / "exp" / "asr_dense").mkdir(parents=True)
+    (recipe / "exp" / "asr_dense" / "valid.loss.best.pth").write_bytes(b"")  # dense_ft's start
+    return recipe
+
+
+def run_stage6(recipe: Path, fake_dir: Path, train_jobs: int, rendezvous: bool = False,
+               fail_tag: str = "") -> subprocess.CompletedProcess:
+    fake_dir.mkdir(exist_ok=True)
+    env: Dict[str, str] = dict(
+        os.environ, VENV=str(Path(sys.executable).parents[1]), REAL_PYTHON=sys.executable,
+        FAKE_DIR=str(fake_dir), FAKE_RENDEZVOUS="1" if rendezvous else "0", FAKE_FAIL_TAG=fail_tag,
+        OMP_NUM_THREADS="4",
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run(
+        ["bash", "egs2/TEMPLATE/asr_pathways/pathways.sh", "--languages", "en", "--stage", "6",
+         "--stop_stage", "6", "--systems", "dense dense_ft dense_small",
+         "--train_jobs", str(train_jobs), "--python", str(recipe / "fake_python")],
+        cwd=recipe, env=env, capture_output=True, text=True, timeout=180)
+
+
+def read(fake_dir: Path, tag: str, what: str) -> str:
+    return (fake_dir / f"{tag}.{what}").read_text().strip()
+
+
+def test_two_jobs_overlap_and_share_the_threads(tmp_path: Path) -> None:
+    recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
+    done = run_stage6(recipe, fake, train_jobs=2, rendezvous=True)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    for tag in ("dense_ft", "dense_small"):
+        assert read(fake, tag, "threads") == "2"  # OMP_NUM_THREADS=4 over 2 jobs
+        assert (recipe / "exp" / f"asr_{tag}" / ".done").is_file()
+        assert f"[{tag}] 1epoch results: [valid] loss=1.0" in done.stdout  # attributable
+        # each saw the other start while it ran: the two overlapped
+        assert read(fake, tag, "saw_other") == "1"
+
+
+def test_one_job_runs_them_one_after_the_other_with_all_threads(tmp_path: Path) -> None:
+    recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
+    done = run_stage6(recipe, fake, train_jobs=1)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    for tag in ("dense_ft", "dense_small"):
+        assert read(fake, tag, "others") == "0" and read(fake, tag, "threads") == "4"
+    # a stage left with one training gives it all threads, also when --train_jobs is 2
+    (recipe / "exp" / "asr_dense_small" / ".done").unlink()
+    again = run_stage6(recipe, tmp_path / "fake2", train_jobs=2)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert (tmp_path / "fake2" / "calls").read_text().split() == ["dense_small"]
+    assert read(tmp_path / "fake2", "dense_small", "threads") == "4"
+
+
+def test_a_failed_job_is_named_the_other_is_kept_and_a_rerun_trains_only_it(tmp_path: Path) -> None:
+    recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
+    failed = run_stage6(recipe, fake, train_jobs=2, rendezvous=True, fail_tag="dense_small")
+    assert failed.returncode != 0
+    assert "training dense_small failed; see exp/asr_dense_small/train.log" in failed.stderr
+    assert "[dense_small] RuntimeError: fake failure of dense_small" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert (recipe / "exp" / "asr_dense_ft" / ".done").is_file()
+    assert not (recipe / "exp" / "asr_dense_small" / ".done").exists()
+
+    rerun = run_stage6(recipe, tmp_path / "fake2", train_jobs=2)
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
+    assert (tmp_path / "fake2" / "calls").read_text().split() == ["dense_small"]
+    assert "dense_ft: already trained with this config" in rerun.stdout
+
+
+def test_train_jobs_must_be_a_positive_integer_and_one_with_gpus(tmp_path: Path) -> None:
+    recipe = make_recipe(tmp_path)
+    bad = run_stage6(recipe, tmp_path / "fake", train_jobs=0)
+    assert bad.returncode != 0 and "--train_jobs must be a positive integer" in bad.stderr
