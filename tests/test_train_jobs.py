@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def make_recipe(tmp_path: Path) -> Path:
 
 
 def run_stage6(recipe: Path, fake_dir: Path, train_jobs: int, rendezvous: bool = False,
-               fail_tag: str = "") -> subprocess.CompletedProcess:
+               fail_tag: str = "", extra: Sequence[str] = ()) -> subprocess.CompletedProcess:
     fake_dir.mkdir(exist_ok=True)
     env: Dict[str, str] = dict(
         os.environ, VENV=str(Path(sys.executable).parents[1]), REAL_PYTHON=sys.executable,
@@ -72,7 +72,7 @@ def run_stage6(recipe: Path, fake_dir: Path, train_jobs: int, rendezvous: bool =
     return subprocess.run(
         ["bash", "egs2/TEMPLATE/asr_pathways/pathways.sh", "--languages", "en", "--stage", "6",
          "--stop_stage", "6", "--systems", "dense dense_ft dense_small",
-         "--train_jobs", str(train_jobs), "--python", str(recipe / "fake_python")],
+         "--train_jobs", str(train_jobs), "--python", str(recipe / "fake_python"), *extra],
         cwd=recipe, env=env, capture_output=True, text=True, timeout=180)
 
 
@@ -126,3 +126,6 @@ def test_train_jobs_must_be_a_positive_integer_and_one_with_gpus(tmp_path: Path)
     recipe = make_recipe(tmp_path)
     bad = run_stage6(recipe, tmp_path / "fake", train_jobs=0)
     assert bad.returncode != 0 and "--train_jobs must be a positive integer" in bad.stderr
+    gpu = run_stage6(recipe, tmp_path / "fake", train_jobs=2, extra=["--ngpu", "1"])
+    assert gpu.returncode != 0 and "GPUs are not shared between trainings" in gpu.stderr
+    assert not (tmp_path / "fake" / "calls").exists()  # stopped before any training
