@@ -352,11 +352,11 @@ prefixed() {
 # .done, so a rerun trains only the others), the failed ones are named with their log,
 # and the script exits 1.
 run_queued_trainings() {
-  local todo=() i
+  local todo=() i job=()
   for i in "${!queued[@]}"; do
-    eval "set -- ${queued[i]}"
-    if sub=${queued_subs[i]} trained_already "$@"; then
-      log "$1: already trained with this config (${expdir}/asr_$1); skipping"
+    eval "job=(${queued[i]})"
+    if sub=${queued_subs[i]} trained_already "${job[@]}"; then
+      log "${job[0]}: already trained with this config (${expdir}/asr_${job[0]}); skipping"
     else
       todo+=("$i")
     fi
@@ -368,13 +368,13 @@ run_queued_trainings() {
   while :; do
     while [ "$running" -lt "$max" ] && [ ${#failed[@]} -eq 0 ] && [ "$next" -lt "$n" ]; do
       i=${todo[next]}; next=$((next + 1))
-      eval "set -- ${queued[i]}"
+      eval "job=(${queued[i]})"
       k=$((n - finished < max ? n - finished : max)); threads=$all_threads
       [ "$ngpu" -gt 0 ] || threads=$((all_threads / k > 1 ? all_threads / k : 1))
-      [ "$n" -le 1 ] || log "$1: starting ($((running + 1)) of at most ${max} at once, ${threads} thread(s))"
+      [ "$n" -le 1 ] || log "${job[0]}: starting ($((running + 1)) of at most ${max} at once, ${threads} thread(s))"
       ( export OMP_NUM_THREADS=$threads; sub=${queued_subs[i]}
-        prefixed "$1" train_system "$@" ) &
-      tag_of[$!]=$1; running=$((running + 1))
+        prefixed "${job[0]}" train_system "${job[@]}" ) &
+      tag_of[$!]=${job[0]}; running=$((running + 1))
     done
     [ "$running" -gt 0 ] || break
     if ! wait -n -p pid; then failed+=("${tag_of[$pid]}"); fi
