@@ -1,11 +1,12 @@
 """pathways.sh runs a stage's independent trainings side by side (--train_jobs): with 2
 jobs two trainings overlap and each gets half of OMP_NUM_THREADS; with 1 they run one
 after the other; a failing one stops the script with its name and log while the other's
-.done is kept, so a rerun trains only the failed one.
+.done is kept, so a rerun trains only the failed one; stage 7's interval sweep trains all
+candidates of all languages in one pool and chooses each language's after them.
 
 The trainer is a fake (``--python`` points at a script that answers for
 ``-m espnet_pathways.bin.asr_pathways_train``, as in test_train_log.py); stage 6 with
-dense_ft and dense_small is driven, so the test takes seconds."""
+dense_ft and dense_small (and stage 7) is driven, so the test takes seconds."""
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (how many trainings had started and not ended when it started) and a line in calls.
 # With FAKE_RENDEZVOUS=1 it waits (up to 60 s) until another training has started and
 # writes <tag>.saw_other (1: it did, while itself still running; 0: it gave up).
-# FAKE_FAIL_TAG names a training that fails.
+# FAKE_FAIL_TAG names a training that fails.  select_on_dev is faked too (stage 7's sweep).
 FAKE_PYTHON = """#!/usr/bin/env bash
 if [ "$1 $2" = "-m espnet_pathways.bin.asr_pathways_train" ]; then
   tag=""; prev=""
@@ -45,6 +46,9 @@ if [ "$1 $2" = "-m espnet_pathways.bin.asr_pathways_train" ]; then
   if [ "$tag" = "${FAKE_FAIL_TAG:-}" ]; then echo "RuntimeError: fake failure of $tag"; exit 1; fi
   exit 0
 fi
+if [ "$1 $2" = "-m espnet_pathways.bin.select_on_dev" ]; then  # picks the last candidate
+  echo "select_on_dev" >>"$FAKE_DIR/calls"; echo "${@: -1}"; exit 0
+fi
 exec "$REAL_PYTHON" "$@"
 """
 
@@ -61,8 +65,10 @@ def make_recipe(tmp_path: Path) -> Path:
     return recipe
 
 
-def run_stage6(recipe: Path, fake_dir: Path, train_jobs: int, rendezvous: bool = False,
-               fail_tag: str = "", extra: Sequence[str] = ()) -> subprocess.CompletedProcess:
+def run_stage(recipe: Path, fake_dir: Path, train_jobs: int, rendezvous: bool = False,
+              fail_tag: str = "", extra: Sequence[str] = (), stage: int = 6,
+              systems: str = "dense dense_ft dense_small",
+              languages: str = "en") -> subprocess.CompletedProcess:
     fake_dir.mkdir(exist_ok=True)
     env: Dict[str, str] = dict(
         os.environ, VENV=str(Path(sys.executable).parents[1]), REAL_PYTHON=sys.executable,
@@ -70,8 +76,8 @@ def run_stage6(recipe: Path, fake_dir: Path, train_jobs: int, rendezvous: bool =
         OMP_NUM_THREADS="4",
         PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run(
-        ["bash", "egs2/TEMPLATE/asr_pathways/pathways.sh", "--languages", "en", "--stage", "6",
-         "--stop_stage", "6", "--systems", "dense dense_ft dense_small",
+        ["bash", "egs2/TEMPLATE/asr_pathways/pathways.sh", "--languages", languages,
+         "--stage", str(stage), "--stop_stage", str(stage), "--systems", systems,
          "--train_jobs", str(train_jobs), "--python", str(recipe / "fake_python"), *extra],
         cwd=recipe, env=env, capture_output=True, text=True, timeout=180)
 
@@ -82,7 +88,7 @@ def read(fake_dir: Path, tag: str, what: str) -> str:
 
 def test_two_jobs_overlap_and_share_the_threads(tmp_path: Path) -> None:
     recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
-    done = run_stage6(recipe, fake, train_jobs=2, rendezvous=True)
+    done = run_stage(recipe, fake, train_jobs=2, rendezvous=True)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     for tag in ("dense_ft", "dense_small"):
         assert read(fake, tag, "threads") == "2"  # OMP_NUM_THREADS=4 over 2 jobs
@@ -94,13 +100,13 @@ def test_two_jobs_overlap_and_share_the_threads(tmp_path: Path) -> None:
 
 def test_one_job_runs_them_one_after_the_other_with_all_threads(tmp_path: Path) -> None:
     recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
-    done = run_stage6(recipe, fake, train_jobs=1)
+    done = run_stage(recipe, fake, train_jobs=1)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     for tag in ("dense_ft", "dense_small"):
         assert read(fake, tag, "others") == "0" and read(fake, tag, "threads") == "4"
     # a stage left with one training gives it all threads, also when --train_jobs is 2
     (recipe / "exp" / "asr_dense_small" / ".done").unlink()
-    again = run_stage6(recipe, tmp_path / "fake2", train_jobs=2)
+    again = run_stage(recipe, tmp_path / "fake2", train_jobs=2)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert (tmp_path / "fake2" / "calls").read_text().split() == ["dense_small"]
     assert read(tmp_path / "fake2", "dense_small", "threads") == "4"
@@ -108,7 +114,7 @@ def test_one_job_runs_them_one_after_the_other_with_all_threads(tmp_path: Path) 
 
 def test_a_failed_job_is_named_the_other_is_kept_and_a_rerun_trains_only_it(tmp_path: Path) -> None:
     recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
-    failed = run_stage6(recipe, fake, train_jobs=2, rendezvous=True, fail_tag="dense_small")
+    failed = run_stage(recipe, fake, train_jobs=2, rendezvous=True, fail_tag="dense_small")
     assert failed.returncode != 0
     assert "training dense_small failed; see exp/asr_dense_small/train.log" in failed.stderr
     assert "[dense_small] RuntimeError: fake failure of dense_small" in failed.stderr
@@ -116,7 +122,7 @@ def test_a_failed_job_is_named_the_other_is_kept_and_a_rerun_trains_only_it(tmp_
     assert (recipe / "exp" / "asr_dense_ft" / ".done").is_file()
     assert not (recipe / "exp" / "asr_dense_small" / ".done").exists()
 
-    rerun = run_stage6(recipe, tmp_path / "fake2", train_jobs=2)
+    rerun = run_stage(recipe, tmp_path / "fake2", train_jobs=2)
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
     assert (tmp_path / "fake2" / "calls").read_text().split() == ["dense_small"]
     assert "dense_ft: already trained with this config" in rerun.stdout
@@ -124,8 +130,22 @@ def test_a_failed_job_is_named_the_other_is_kept_and_a_rerun_trains_only_it(tmp_
 
 def test_train_jobs_must_be_a_positive_integer_and_one_with_gpus(tmp_path: Path) -> None:
     recipe = make_recipe(tmp_path)
-    bad = run_stage6(recipe, tmp_path / "fake", train_jobs=0)
+    bad = run_stage(recipe, tmp_path / "fake", train_jobs=0)
     assert bad.returncode != 0 and "--train_jobs must be a positive integer" in bad.stderr
-    gpu = run_stage6(recipe, tmp_path / "fake", train_jobs=2, extra=["--ngpu", "1"])
+    gpu = run_stage(recipe, tmp_path / "fake", train_jobs=2, extra=["--ngpu", "1"])
     assert gpu.returncode != 0 and "GPUs are not shared between trainings" in gpu.stderr
     assert not (tmp_path / "fake" / "calls").exists()  # stopped before any training
+
+
+def test_lsp_sweep_runs_all_candidates_in_one_pool_then_chooses_per_language(tmp_path: Path) -> None:
+    recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
+    done = run_stage(recipe, fake, train_jobs=2, stage=7, systems="dense lsp_imp",
+                     languages="en fr", extra=["--lsp_prune_every_candidates", "10 20"])
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    calls = (fake / "calls").read_text().split()
+    runs = {f"lsp_imp_{lang}_every{t}" for lang in ("en", "fr") for t in (10, 20)}
+    assert set(calls[:4]) == runs and calls[4:] == ["select_on_dev", "select_on_dev"]
+    assert all(read(fake, r, "threads") == "2" for r in runs)  # OMP_NUM_THREADS=4, 2 at once
+    for lang in ("en", "fr"):
+        assert (recipe / "exp" / f"asr_lsp_imp_{lang}").resolve().name == f"asr_lsp_imp_{lang}_every20"
+    assert (recipe / "exp" / "lsp_prune_every.tsv").read_text() == "en\t20\nfr\t20\n"
