@@ -10,8 +10,13 @@ packs each batch from a single language:
    data; β < 1 flattens towards uniform, up-sampling low-resource languages).
 2. The number of batches of language l is P(l) times the number of batches the data
    would fill, so an epoch has about as many batches as with ESPnet's numel sampler.
-3. Each language's utterances are shuffled, cycled when up-sampled, and packed into
-   batches of at most ``batch_bins`` (sorted by length inside a batch, like numel).
+3. Each language's utterances are sorted by length and packed into batches of at most
+   ``batch_bins``, as ESPnet's numel sampler packs the whole corpus, so a batch holds
+   utterances of similar length.  (CategoryPowerSampler packs them in random order: on
+   the embedded corpus such a batch is padded to about twice its audio, and a pathway
+   step cost twice a dense one.)  The language's batches are drawn in random order,
+   cycled when it is up-sampled; every epoch shuffles the batch order (ESPnet's
+   iterator), as with numel.
 """
 from __future__ import annotations
 
@@ -70,22 +75,38 @@ class LanguageHomogeneousSampler(AbsSampler):
 
         self.batch_list: List[Tuple[str, ...]] = []
         for lang in sorted(self.category2utt):
-            utts = list(self.category2utt[lang])
-            rng.shuffle(utts)
+            batches = self._pack_by_length(lang, self.category2utt[lang], sizes, min_batch_size)
             want = max(1, round(self.language_probs[lang] * n_batches))
-            batches, cur, cur_bins, i = [], [], 0, 0
-            while len(batches) < want:
-                u = utts[i % len(utts)]
-                i += 1
-                if cur and cur_bins + sizes[u] > batch_bins and len(cur) >= min_batch_size:
-                    batches.append(tuple(sorted(cur, key=lambda x: -sizes[x])))
-                    cur, cur_bins = [], 0
-                cur.append(u)
-                cur_bins += sizes[u]
-                if i > 100 * (len(utts) + want):  # a batch_bins smaller than one utt
-                    raise ValueError(f"cannot fill batches of {batch_bins} bins for {lang}")
-            self.batch_list.extend(batches)
+            drawn: List[Tuple[str, ...]] = []
+            while len(drawn) < want:  # each cycle draws every batch once, in random order
+                cycle = list(batches)
+                rng.shuffle(cycle)
+                drawn.extend(cycle[:want - len(drawn)])
+            self.batch_list.extend(drawn)
         rng.shuffle(self.batch_list)
+
+    def _pack_by_length(self, lang: str, utts: Sequence[str], sizes: Dict[str, int],
+                        min_batch_size: int) -> List[Tuple[str, ...]]:
+        """``utts`` sorted by length, cut into batches of at most ``batch_bins`` (an
+        utterance longer than that alone, as numel does), longest first in each batch; a
+        last batch smaller than ``min_batch_size`` joins the one before it."""
+        if len(utts) < min_batch_size:
+            raise ValueError(f"cannot fill batches of {min_batch_size} utterances for {lang}: "
+                             f"it has {len(utts)}")
+        batches: List[List[str]] = []
+        cur: List[str] = []
+        cur_bins = 0
+        for u in sorted(utts, key=lambda x: (sizes[x], x)):
+            if cur and cur_bins + sizes[u] > self.batch_bins and len(cur) >= min_batch_size:
+                batches.append(cur)
+                cur, cur_bins = [], 0
+            cur.append(u)
+            cur_bins += sizes[u]
+        if len(cur) >= min_batch_size or not batches:
+            batches.append(cur)
+        else:
+            batches[-1].extend(cur)
+        return [tuple(sorted(b, key=lambda x: -sizes[x])) for b in batches]
 
     def __len__(self) -> int:
         return len(self.batch_list)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import random
 import wave
 from pathlib import Path
 
@@ -141,6 +142,31 @@ def test_language_homogeneous_sampler(tmp_path):
     assert count(flat, "en") == count(flat, "it")  # beta = 0: uniform over languages
     assert list(LanguageHomogeneousSampler(power=0.5, seed=3, **args)) == \
         list(LanguageHomogeneousSampler(power=0.5, seed=3, **args))
+
+
+def test_language_homogeneous_sampler_packs_similar_lengths(tmp_path):
+    """Batches are cut from each language's utterances sorted by length (as numel packs
+    the corpus), so padding stays small; DDP's minimum batch size is respected."""
+    from espnet_pathways.samplers import LanguageHomogeneousSampler
+
+    rng = random.Random(0)
+    sizes = {f"{lang}-{i}": rng.randint(10, 100) for lang in ("en", "it") for i in range(200)}
+    (tmp_path / "shape").write_text("".join(f"{u} {n}\n" for u, n in sizes.items()))
+    (tmp_path / "c2u").write_text("".join(
+        f"{lang} {' '.join(u for u in sizes if u.startswith(lang))}\n" for lang in ("en", "it")))
+    s = LanguageHomogeneousSampler(batch_bins=400, shape_files=[str(tmp_path / "shape")],
+                                   category2utt_file=str(tmp_path / "c2u"), power=0.0,
+                                   min_batch_size=2)
+    batches = list(s)
+    padded = sum(len(b) * max(sizes[u] for u in b) for b in batches)
+    audio = sum(sizes[u] for b in batches for u in b)
+    assert padded < 1.15 * audio, (padded, audio)  # random packing: about 1.6x here
+    for b in batches:
+        assert len(b) >= 2 and len({u.split("-")[0] for u in b}) == 1
+        assert [sizes[u] for u in b] == sorted((sizes[u] for u in b), reverse=True)
+    seen = [u for b in batches for u in b]
+    assert len(seen) == len(set(seen))  # no language is up-sampled: no utterance twice
+    assert len(seen) > 0.8 * len(sizes)  # an epoch is about total / batch_bins batches
 
 
 def test_pathway_masks_cli_combine_random_inspect_info(tmp_path, capsys):
