@@ -127,7 +127,7 @@ def test_dropout_and_training_hyperparameters_may_differ(dense_cfg, tmp_path, ca
     cfg["decoder_conf"].update(dropout_rate=0.0, embed_dropout_rate=0.3)
     cfg["model_conf"].update(auxiliary_ctc_weight=0.5, rnnt_loss_impl="torchaudio",
                              transducer_weight=0.7)
-    cfg["specaug_conf"]["num_time_mask"] = 10
+    cfg.update(specaug="specaug", specaug_conf={"num_time_mask": 10})
     cfg.update(optim="sgd", max_epoch=99, batch_bins=123, init="xavier_uniform")
     cfg["scheduler_conf"]["warmup_steps"] = 7
     assert architecture_differences(cfg, dense_cfg) == []
