@@ -13,10 +13,10 @@ packs each batch from a single language:
 3. Each language's utterances are sorted by length and packed into batches of at most
    ``batch_bins``, as ESPnet's numel sampler packs the whole corpus, so a batch holds
    utterances of similar length.  (CategoryPowerSampler packs them in random order: on
-   the embedded corpus such a batch is padded to about twice its audio, and a pathway
-   step cost twice a dense one.)  The language's batches are drawn in random order,
-   cycled when it is up-sampled; every epoch shuffles the batch order (ESPnet's
-   iterator), as with numel.
+   the embedded corpus such batches are padded to 1.9x their audio, and a pathway step
+   cost twice a dense one; ``benchmarks/bench_batch_padding.py``.)  The language's
+   batches are drawn in random order, cycled when it is up-sampled; every epoch
+   shuffles the batch order (ESPnet's iterator), as with numel.
 """
 from __future__ import annotations
 
