@@ -124,11 +124,31 @@ def average(wer: Mapping[str, Optional[float]], langs: Sequence[str]) -> Optiona
     return float(np.mean(vals))
 
 
-def resolve_pathways(wer: Mapping[str, Mapping[str, Optional[float]]], langs: Sequence[str]) -> Optional[str]:
-    """The better of the pathway systems that were run (by average WER), or None."""
-    avail = [(average(wer[s], langs), s) for s in PATHWAY_SYSTEMS if s in wer]
-    avail = [(a, s) for a, s in avail if a is not None]
-    return min(avail)[1] if avail else None
+def resolve_pathways(wer: Mapping[str, Mapping[str, Optional[float]]], langs: Sequence[str],
+                     exp_dirs: Mapping[str, Path]) -> Optional[str]:
+    """The pathway system that stands for "pathways" in the claims, chosen on dev.
+
+    Among the pathway systems run and scored: the one with the lowest dev loss (ESPnet's
+    validation loss in its ``checkpoint.pth``) at the epoch that is decoded -- the last
+    for a run that made its own masks (``masks.pth``: dynamic, random), the best
+    otherwise.  Never the test set.  Systems whose dev loss cannot be read are left out
+    (with a warning); if none can be, the first in :data:`PATHWAY_SYSTEMS` order (the
+    paper's fixed pathways) stands.
+    """
+    from espnet_pathways.dev_selection import dev_loss
+
+    scored = [s for s in PATHWAY_SYSTEMS if s in wer and s in exp_dirs
+              and average(wer[s], langs) is not None]
+    if len(scored) <= 1:
+        return scored[0] if scored else None
+    losses = []
+    for s in scored:
+        d = Path(exp_dirs[s])
+        try:
+            losses.append((dev_loss(d, "last" if (d / "masks.pth").is_file() else "best"), s))
+        except (OSError, ValueError) as e:
+            logger.warning("%s: no dev loss to choose the pathway system on (%s)", s, e)
+    return min(losses)[1] if losses else scored[0]
 
 
 def verdict_better(rel: float, p: Optional[float], boot: Optional[BootstrapResult],
@@ -167,7 +187,7 @@ def evaluate(
 ) -> ClaimResult:
     """One claim's row; "not run" when a system is absent, n/a when its scores are."""
     langs = [lang for lang in (claim.langs or langs) if lang in langs]
-    system = resolve_pathways(wer, langs) if claim.system == "pathways" else claim.system
+    system = resolve_pathways(wer, langs, exp_dirs) if claim.system == "pathways" else claim.system
     shown = system or claim.system
     res = ClaimResult(claim, shown)
     absent = [s for s in (system, claim.baseline) if s is None or s not in exp_dirs]

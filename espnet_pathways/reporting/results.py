@@ -570,13 +570,13 @@ def claims_section(args: argparse.Namespace, systems: Sequence[SystemScores],
                              seed=getattr(args, "bootstrap_seed", 0))
     overlap = load_json(Path(args.overlap_json), "mask overlap: ") if args.overlap_json else None
     header, rows = claims.claims_rows(results, overlap)
-    chosen = claims.resolve_pathways(wer, langs)
+    chosen = claims.resolve_pathways(wer, langs, exp_dirs)
     test = ("MAPSSWE: sctk's `sc_stats` matched-pair sentence-segment word error test on the "
             "pooled utterances of the claim's languages" if find_sc_stats() else
             "sctk's `sc_stats` not found: p of record is the bootstrap's")
     note = (f"Written by the pipeline from the score directories; rule in docs/results.md. "
-            f"\"pathways\" = the better of {' / '.join(claims.PATHWAY_SYSTEMS)} by average WER"
-            f" ({chosen or 'none run'}; chosen on the test set). Rel. diff = (system - baseline)"
+            f"\"pathways\" = of {' / '.join(claims.PATHWAY_SYSTEMS)}, the one with the lower dev loss"
+            f" ({chosen or 'none run'}; chosen on dev, never on test). Rel. diff = (system - baseline)"
             f" / baseline of the unweighted average WER over the claim's languages. {test}; "
             f"bootstrap: {getattr(args, 'bootstrap_resamples', 2000)} paired resamples of the "
             f"utterances within each language, seed {getattr(args, 'bootstrap_seed', 0)}. "
