@@ -92,3 +92,19 @@ def snapshot_files(d: Path) -> Dict[str, bytes]:
     """Every file under ``d`` (relative name -> bytes): what a failed rerun must keep."""
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(Path(d).rglob("*"))
             if p.is_file()}
+
+
+def write_dev_losses(exp_dir: Path, losses: Sequence[float]) -> Path:
+    """``exp_dir/checkpoint.pth`` holding only an ESPnet reporter that saw these per-epoch
+    dev losses (what :func:`espnet_pathways.dev_selection.dev_loss` reads)."""
+    from espnet2.train.reporter import Reporter
+
+    reporter = Reporter()
+    for epoch, loss in enumerate(losses, start=1):
+        reporter.set_epoch(epoch)
+        with reporter.observe("valid") as sub:
+            sub.register({"loss": torch.tensor(loss)})
+            sub.next()
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({"reporter": reporter.state_dict()}, exp_dir / "checkpoint.pth")
+    return exp_dir

@@ -11,6 +11,8 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
+from helpers import write_dev_losses
+
 from espnet_pathways.bin import make_results
 from espnet_pathways.reporting import claims as C
 from espnet_pathways.reporting import compute_table as K
@@ -265,27 +267,15 @@ def test_claims_without_sctk_use_the_bootstrap(tmp_path: Path, monkeypatch):
 def test_pathways_of_the_claims_is_chosen_on_dev_not_on_test(tmp_path: Path):
     """"pathways" = the pathway system with the lower dev loss at its decoded epoch (the
     last for a run with its own masks.pth, the best otherwise), whatever the test WER."""
-    import torch
-    from espnet2.train.reporter import Reporter
-
-    def checkpoint(d: Path, losses) -> None:
-        reporter = Reporter()
-        for epoch, loss in enumerate(losses, start=1):
-            reporter.set_epoch(epoch)
-            with reporter.observe("valid") as sub:
-                sub.register({"loss": torch.tensor(loss)})
-                sub.next()
-        torch.save({"reporter": reporter.state_dict()}, d / "checkpoint.pth")
-
     exp = tmp_path / "exp"
     dirs = {"pathways_imp": write_system(exp, "pathways_imp", 0.30),  # worse on test
             "pathways_dynamic": write_system(exp, "pathways_dynamic", 0.05)}
     wer = {"pathways_imp": {"en": 30.0, "it": 30.0}, "pathways_dynamic": {"en": 5.0, "it": 5.0}}
-    checkpoint(dirs["pathways_imp"], [42.0, 40.0, 41.0])  # decoded at its best epoch: 40
-    checkpoint(dirs["pathways_dynamic"], [39.0, 41.0])  # its own masks: its last epoch, 41
+    write_dev_losses(dirs["pathways_imp"], [42.0, 40.0, 41.0])  # decoded at its best epoch: 40
+    write_dev_losses(dirs["pathways_dynamic"], [39.0, 41.0])  # its own masks: its last epoch, 41
     (dirs["pathways_dynamic"] / "masks.pth").write_bytes(b"")
     assert C.resolve_pathways(wer, LANGS, dirs) == "pathways_imp"
-    checkpoint(dirs["pathways_dynamic"], [41.0, 39.5])
+    write_dev_losses(dirs["pathways_dynamic"], [41.0, 39.5])
     assert C.resolve_pathways(wer, LANGS, dirs) == "pathways_dynamic"
     (dirs["pathways_dynamic"] / "checkpoint.pth").unlink()  # no dev loss: left out
     assert C.resolve_pathways(wer, LANGS, dirs) == "pathways_imp"

@@ -184,10 +184,15 @@ def evaluate(
     computes: Mapping[str, Compute],
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
+    pathways: Optional[str] = None,
 ) -> ClaimResult:
-    """One claim's row; "not run" when a system is absent, n/a when its scores are."""
+    """One claim's row; "not run" when a system is absent, n/a when its scores are.
+    ``pathways``: the system that stands for "pathways" (:func:`resolve_pathways`, which
+    reads checkpoints: resolved here only when not given)."""
+    if claim.system == "pathways" and pathways is None:
+        pathways = resolve_pathways(wer, langs, exp_dirs)
     langs = [lang for lang in (claim.langs or langs) if lang in langs]
-    system = resolve_pathways(wer, langs, exp_dirs) if claim.system == "pathways" else claim.system
+    system = pathways if claim.system == "pathways" else claim.system
     shown = system or claim.system
     res = ClaimResult(claim, shown)
     absent = [s for s in (system, claim.baseline) if s is None or s not in exp_dirs]
@@ -311,10 +316,14 @@ def evaluate_all(
     claims: Sequence[Claim], exp_dirs: Mapping[str, Path],
     wer: Mapping[str, Mapping[str, Optional[float]]], langs: Sequence[str], decode_dir: str,
     computes: Mapping[str, Compute], resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
+    pathways: Optional[str] = None,
 ) -> List[ClaimResult]:
+    """Every claim's row; "pathways" resolved once (given, or :func:`resolve_pathways`)."""
+    if pathways is None:
+        pathways = resolve_pathways(wer, langs, exp_dirs)
     out = []
     for c in claims:
-        r = evaluate(c, exp_dirs, wer, langs, decode_dir, computes, resamples, seed)
+        r = evaluate(c, exp_dirs, wer, langs, decode_dir, computes, resamples, seed, pathways)
         logger.info("claim %r: %s vs %s, rel %s, p %s -> %s", c.text, r.system, c.baseline,
                     NA if r.rel_diff is None else f"{r.rel_diff:+.1f} %", fmt_p(r.p), r.verdict)
         out.append(r)

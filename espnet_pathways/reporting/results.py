@@ -565,12 +565,12 @@ def claims_section(args: argparse.Namespace, systems: Sequence[SystemScores],
     dense = args.reference_system or "dense"
     wer = {s.name: {lang: s.rate(lang, "WER") for lang in langs} for s in systems}
     exp_dirs = {s.name: s.exp_dir for s in systems if s.exp_dir.is_dir()}  # others: "not run"
+    chosen = claims.resolve_pathways(wer, langs, exp_dirs)
     results = claims.evaluate_all(claims.paper_claims(dense, low), exp_dirs, wer, langs, args.decode_dir,
                              computes, resamples=getattr(args, "bootstrap_resamples", 2000),
-                             seed=getattr(args, "bootstrap_seed", 0))
+                             seed=getattr(args, "bootstrap_seed", 0), pathways=chosen)
     overlap = load_json(Path(args.overlap_json), "mask overlap: ") if args.overlap_json else None
     header, rows = claims.claims_rows(results, overlap)
-    chosen = claims.resolve_pathways(wer, langs, exp_dirs)
     test = ("MAPSSWE: sctk's `sc_stats` matched-pair sentence-segment word error test on the "
             "pooled utterances of the claim's languages" if find_sc_stats() else
             "sctk's `sc_stats` not found: p of record is the bootstrap's")
