@@ -169,6 +169,16 @@ def test_language_homogeneous_sampler_packs_similar_lengths(tmp_path):
     assert len(seen) > 0.8 * len(sizes)  # an epoch is about total / batch_bins batches
 
 
+def test_language_homogeneous_sampler_names_a_language_too_small_for_the_ranks(tmp_path):
+    from espnet_pathways.samplers import LanguageHomogeneousSampler
+
+    (tmp_path / "shape").write_text("en-0 10\nen-1 10\nen-2 10\nit-0 10\n")
+    (tmp_path / "c2u").write_text("en en-0 en-1 en-2\nit it-0\n")
+    with pytest.raises(ValueError, match="for it: it has 1"):
+        LanguageHomogeneousSampler(batch_bins=100, shape_files=[str(tmp_path / "shape")],
+                                   category2utt_file=str(tmp_path / "c2u"), min_batch_size=2)
+
+
 def test_pathway_masks_cli_combine_random_inspect_info(tmp_path, capsys):
     from espnet_pathways.bin.pathway_masks import main
     from espnet_pathways.masks import PathwayMasks
