@@ -161,7 +161,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
     p.add_argument("--data", type=Path, required=True, help="dir with wav.scp, text, utt2lang")
     p.add_argument("--langs", required=True, help="comma-separated languages")
     p.add_argument("--max_utts", type=int, default=40, help="utterances per language (0: all)")
-    p.add_argument("--inference_model", default="valid.loss.best.pth")
+    p.add_argument("--inference_model", default="latest.pth")
     p.add_argument("--reference_system", default=None,
                    help="the dense system whose fp32 zip the int8 sizes are compared with "
                         "(default: the first)")

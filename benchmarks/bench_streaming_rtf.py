@@ -6,7 +6,7 @@ encoder's ``chunk_forward``, as the recipe's stage 11 does), each in its own lan
 and prints decoding time / audio duration, overall and per language.
 
     python benchmarks/bench_streaming_rtf.py --asr_train_config exp/asr_dense/config.yaml \
-        --asr_model_file exp/asr_dense/valid.loss.best.pth --data dump/raw/test --n 100
+        --asr_model_file exp/asr_dense/latest.pth --data dump/raw/test --n 100
 """
 from __future__ import annotations
 

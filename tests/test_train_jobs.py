@@ -61,7 +61,7 @@ def make_recipe(tmp_path: Path) -> Path:
     (recipe / "fake_python").write_text(FAKE_PYTHON)
     (recipe / "fake_python").chmod(0o755)
     (recipe / "exp" / "asr_dense").mkdir(parents=True)
-    (recipe / "exp" / "asr_dense" / "valid.loss.best.pth").write_bytes(b"")  # dense_ft's start
+    (recipe / "exp" / "asr_dense" / "latest.pth").write_bytes(b"")  # dense_ft's start
     return recipe
 
 

@@ -3,11 +3,11 @@
 
     python -m espnet_pathways.bin.add_language \
         --asr_train_config exp/asr_pathways_imp/config.yaml \
-        --asr_model_file exp/asr_pathways_imp/valid.loss.best.pth \
+        --asr_model_file exp/asr_pathways_imp/latest.pth \
         --pathway_masks exp/masks/lsp_imp.pth --lang cs \
         --text dump/raw/add_cs/train_cs/text --vocab_size 100 --model_type char \
         --segment dump/raw/add_cs/train_cs dump/raw/add_cs/dev_cs --out_dir exp/add_cs/init \
-        --init_free_from exp/asr_dense/valid.loss.best.pth
+        --init_free_from exp/asr_dense/latest.pth
 
 Writes into ``--out_dir``: ``tokens.txt`` (the old token list with the new language's
 pieces appended), ``model.pth`` (the old weights, vocabulary-sized tensors with rows

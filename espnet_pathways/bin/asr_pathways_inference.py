@@ -3,7 +3,7 @@
 
     python -m espnet_pathways.bin.asr_pathways_inference \
         --asr_train_config exp/asr_dense/config.yaml \
-        --asr_model_file exp/asr_dense/valid.loss.best.pth \
+        --asr_model_file exp/asr_dense/latest.pth \
         --data_path_and_name_and_type dump/raw/test_it/wav.scp,speech,sound \
         --utt2lang dump/raw/test_it/utt2lang --output_dir exp/asr_dense/decode/test_it \
         --streaming true --decoding_window 640

@@ -3,7 +3,7 @@
 
     python -m espnet_pathways.bin.asr_pathways_pack \
         --asr_train_config exp/asr_pathways_imp/config.yaml \
-        --asr_model_file exp/asr_pathways_imp/valid.loss.best.pth \
+        --asr_model_file exp/asr_pathways_imp/latest.pth \
         --pathway_masks exp/masks/lsp_imp.pth --compact true \
         --outpath exp/asr_pathways_imp/pathways.zip
 

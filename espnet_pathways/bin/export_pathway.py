@@ -3,7 +3,7 @@
 
     python -m espnet_pathways.bin.export_pathway \
         --asr_train_config exp/asr_pathways_imp/config.yaml \
-        --asr_model_file exp/asr_pathways_imp/valid.loss.best.pth \
+        --asr_model_file exp/asr_pathways_imp/latest.pth \
         --pathway_masks exp/masks/lsp_imp.pth --lang it --out_dir exp/export_it
 
 Writes ``<out_dir>/config.yaml`` (the training config with ``pathway_masks: null``,

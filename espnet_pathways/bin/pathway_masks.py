@@ -12,7 +12,7 @@
         --overlap_json exp/masks/overlap.json
     # parameters kept by a system, for RESULTS.md
     python -m espnet_pathways.bin.pathway_masks info --masks exp/masks/lsp_imp.pth \
-        --model_file exp/asr_pathways_imp/valid.loss.best.pth --out exp/asr_pathways_imp/system_info.json
+        --model_file exp/asr_pathways_imp/latest.pth --out exp/asr_pathways_imp/system_info.json
 """
 from __future__ import annotations
 

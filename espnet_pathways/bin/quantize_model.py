@@ -3,7 +3,7 @@
 
     python -m espnet_pathways.bin.quantize_model \
         --asr_train_config exp/asr_dense/config.yaml \
-        --asr_model_file exp/asr_dense/valid.loss.best.pth \
+        --asr_model_file exp/asr_dense/latest.pth \
         --out exp/asr_dense/model.int8.pth --quantize_modules Linear LSTM
 
 The int8 file (:mod:`espnet_pathways.quantize`) is the ``asr_model_file`` of

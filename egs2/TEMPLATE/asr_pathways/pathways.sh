@@ -81,7 +81,9 @@ bpe_model_type=unigram
 dense_config=conf/train_dense.yaml
 dense_tag=dense
 train_args=""
-inference_model=valid.loss.best.pth  # short runs: averaging in early epochs hurts (CER 64% vs 39% at 3 epochs)
+inference_model=latest.pth  # the model at the end of its schedule: every config's epochs are chosen on
+                            # decoded dev CER (conf/tuning/dense_tuning.md), and the dev loss behind
+                            # ESPnet's valid.loss.best.pth disagrees (dense: epoch 5 by loss, 6 by CER)
 # Pathways (stages 6-10); systems are named after their exp dirs (exp/asr_<name>)
 dense_small_config=conf/train_dense_small.yaml
 prune_config=conf/prune_lsp.yaml         # language-specific pruning (one run per language)
