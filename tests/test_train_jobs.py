@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Each training records under $FAKE_DIR: <tag>.threads (its OMP_NUM_THREADS), <tag>.others
 # (how many trainings had started and not ended when it started) and a line in calls.
-# With FAKE_RENDEZVOUS=1 it waits (up to 60 s) until another training has started and
-# writes <tag>.saw_other (1: it did, while itself still running; 0: it gave up).
+# With FAKE_RENDEZVOUS=1 it waits (up to 60 s) until FAKE_RENDEZVOUS_N (default 2)
+# trainings have started and writes <tag>.saw_other (1: they did, while itself still
+# running; 0: it gave up).
 # FAKE_FAIL_TAG names a training that fails.  select_on_dev is faked too (stage 7's sweep).
 FAKE_PYTHON = """#!/usr/bin/env bash
 if [ "$1 $2" = "-m espnet_pathways.bin.asr_pathways_train" ]; then
@@ -35,7 +36,7 @@ if [ "$1 $2" = "-m espnet_pathways.bin.asr_pathways_train" ]; then
   if [ "$FAKE_RENDEZVOUS" = 1 ]; then
     echo 0 >"$d/$tag.saw_other"
     for _ in $(seq 600); do
-      [ "$(count started)" -ge 2 ] && { echo 1 >"$d/$tag.saw_other"; break; }
+      [ "$(count started)" -ge "${FAKE_RENDEZVOUS_N:-2}" ] && { echo 1 >"$d/$tag.saw_other"; break; }
       sleep 0.1
     done
   else
@@ -65,14 +66,15 @@ def make_recipe(tmp_path: Path) -> Path:
     return recipe
 
 
-def run_stage(recipe: Path, fake_dir: Path, train_jobs: int, rendezvous: bool = False,
+def run_stage(recipe: Path, fake_dir: Path, train_jobs: object, rendezvous: int = 0,
               fail_tag: str = "", extra: Sequence[str] = (), stage: int = 6,
               systems: str = "dense dense_ft dense_small",
               languages: str = "en") -> subprocess.CompletedProcess:
     fake_dir.mkdir(exist_ok=True)
     env: Dict[str, str] = dict(
         os.environ, VENV=str(Path(sys.executable).parents[1]), REAL_PYTHON=sys.executable,
-        FAKE_DIR=str(fake_dir), FAKE_RENDEZVOUS="1" if rendezvous else "0", FAKE_FAIL_TAG=fail_tag,
+        FAKE_DIR=str(fake_dir), FAKE_RENDEZVOUS="1" if rendezvous else "0",
+        FAKE_RENDEZVOUS_N=str(rendezvous or 2), FAKE_FAIL_TAG=fail_tag,
         OMP_NUM_THREADS="4",
         PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run(
@@ -88,7 +90,7 @@ def read(fake_dir: Path, tag: str, what: str) -> str:
 
 def test_two_jobs_overlap_and_share_the_threads(tmp_path: Path) -> None:
     recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
-    done = run_stage(recipe, fake, train_jobs=2, rendezvous=True)
+    done = run_stage(recipe, fake, train_jobs=2, rendezvous=2)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     for tag in ("dense_ft", "dense_small"):
         assert read(fake, tag, "threads") == "2"  # OMP_NUM_THREADS=4 over 2 jobs
@@ -112,9 +114,22 @@ def test_one_job_runs_them_one_after_the_other_with_all_threads(tmp_path: Path) 
     assert read(tmp_path / "fake2", "dense_small", "threads") == "4"
 
 
+def test_all_starts_every_training_of_the_stage_at_once(tmp_path: Path) -> None:
+    """The CPU default: three LSP runs on OMP_NUM_THREADS=4 start together, 1 thread each
+    (4 // 3), and each sees the other two start while it runs; with 2 the third would
+    only start after one of them ended (the rendezvous of three times out)."""
+    recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
+    done = run_stage(recipe, fake, train_jobs="all", rendezvous=3, stage=7,
+                     systems="dense lsp_imp", languages="en fr it")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    for lang in ("en", "fr", "it"):
+        assert read(fake, f"lsp_imp_{lang}", "threads") == "1"
+        assert read(fake, f"lsp_imp_{lang}", "saw_other") == "1"
+
+
 def test_a_failed_job_is_named_the_other_is_kept_and_a_rerun_trains_only_it(tmp_path: Path) -> None:
     recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
-    failed = run_stage(recipe, fake, train_jobs=2, rendezvous=True, fail_tag="dense_small")
+    failed = run_stage(recipe, fake, train_jobs=2, rendezvous=2, fail_tag="dense_small")
     assert failed.returncode != 0
     assert "training dense_small failed; see exp/asr_dense_small/train.log" in failed.stderr
     assert "[dense_small] RuntimeError: fake failure of dense_small" in failed.stderr

@@ -17,11 +17,11 @@ Options (defaults in brackets; see docs/recipe.md):
   --stage/--stop_stage N      stages to run [1/16]; 17 uploads to Hugging Face
   --nj N                      parallel decoding jobs [2]
   --ngpu N                    GPUs for training, 0 = CPU [0]
-  --train_jobs N              independent trainings of one stage (6, 7, 10) run at once; on
-                              the CPU each of k running gets OMP_NUM_THREADS/k threads (at
+  --train_jobs N|all          independent trainings of one stage (6, 7, 10, 20) run at once;
+                              on the CPU each of k running gets OMP_NUM_THREADS/k threads (at
                               least 1); GPUs are not shared between trainings, so with
-                              --ngpu >= 1 it must be 1 [CPU: nproc, at most the stage's
-                              trainings; GPU: 1]
+                              --ngpu >= 1 it must be 1 [CPU: all (every training of the
+                              stage at once); GPU: 1]
   --languages \"l1 l2 ...\"     language codes, order = language ids
   --local_data_opts \"...\"     options for local/data.sh
   --check_splits true|false   stage 1: fail if a dev/test speaker, voice or sentence is in train [true]
@@ -59,7 +59,7 @@ stop_stage=16
 nj=2
 ngpu=0
 num_nodes=1
-train_jobs=""                # independent trainings of a stage at once ["": nproc on the CPU, 1 with GPUs]
+train_jobs=""                # independent trainings of a stage at once: N or all ["": all on the CPU, 1 with GPUs]
 python=python3
 cmd_backend=local            # see cmd.sh
 expdir=exp
@@ -127,12 +127,13 @@ add_language_decode_old_shared=false  # stage 21: re-decode old languages in sha
 [ -f path.sh ] && . ./path.sh
 [ -f cmd.sh ] && . ./cmd.sh
 if [ -z "$train_jobs" ]; then
-  if [ "$ngpu" -gt 0 ]; then train_jobs=1; else train_jobs=$(nproc); fi
+  if [ "$ngpu" -gt 0 ]; then train_jobs=1; else train_jobs=all; fi
 fi
 case "$train_jobs" in
-  ''|*[!0-9]*|0) echo "$0: --train_jobs must be a positive integer, got '${train_jobs}'" >&2; exit 1 ;;
+  all) ;;
+  ''|*[!0-9]*|0) echo "$0: --train_jobs must be a positive integer or all, got '${train_jobs}'" >&2; exit 1 ;;
 esac
-if [ "$ngpu" -gt 0 ] && [ "$train_jobs" -gt 1 ]; then
+if [ "$ngpu" -gt 0 ] && [ "$train_jobs" != 1 ]; then
   echo "$0: --train_jobs ${train_jobs} with --ngpu ${ngpu}: GPUs are not shared between" \
        "trainings; use --train_jobs 1" >&2; exit 1
 fi
@@ -330,8 +331,11 @@ train_system() {
 
 # Independent trainings of one stage run side by side (--train_jobs; docs/recipe.md,
 # "Parallel trainings"): on 2 CPU cores two 1-thread trainings give ~1.5x the throughput
-# of one 2-thread training.  A stage queues its trainings with queue_training (the
-# arguments of train_system, `sub` included) and runs them with run_queued_trainings.
+# of one 2-thread training.  On the CPU all of a stage's trainings start at once (more
+# processes than cores): a training's threads are fixed when it starts, so in waves the
+# last one of three would run alone on 1 of 2 cores.  A stage queues its trainings with
+# queue_training (the arguments of train_system, `sub` included) and runs them with
+# run_queued_trainings (stage 20 inside add_env, which both see).
 queued=()       # the queued trainings' train_system arguments, each list shell-quoted
 queued_subs=()  # and their `sub` (the language whose data alone they train on)
 
@@ -346,9 +350,9 @@ prefixed() {
   { "$@" 2>&1 1>&3 3>&- | sed -u "s|^|${p}|" >&2; } 3>&1 | sed -u "s|^|${p}|"
 }
 
-# run_queued_trainings: the queued trainings not done already, up to --train_jobs at a
-# time (bash jobs and `wait -n`).  With k of them running at once on the CPU (k =
-# min(train_jobs, trainings of the stage not finished)) each gets max(1, OMP_NUM_THREADS
+# run_queued_trainings: the queued trainings not done already, up to --train_jobs (all:
+# every one) at a time (bash jobs and `wait -n`).  With k of them running at once on the
+# CPU (k = min(train_jobs, trainings of the stage not finished)) each gets max(1, OMP_NUM_THREADS
 # / k) threads, so a stage's last or only training keeps all of them.  When one fails, no
 # further training starts, those running are waited for (a finished one writes its
 # .done, so a rerun trains only the others), the failed ones are named with their log,
@@ -364,7 +368,7 @@ run_queued_trainings() {
     fi
   done
   local n=${#todo[@]} max=$train_jobs all_threads=${OMP_NUM_THREADS:-1}
-  [ "$max" -le "$n" ] || max=$n
+  [ "$max" != all ] && [ "$max" -le "$n" ] || max=$n
   local next=0 running=0 finished=0 failed=() k threads pid
   local -A tag_of=()
   while :; do
@@ -895,15 +899,16 @@ stage_add_train() {
       shared) ;;
       *) echo "$0: --add_language_mode ${mode}: choose frozen and/or shared" >&2; exit 1 ;;
     esac
-    add_env train_system "add_${l}_${mode}" "${add_dir}/init/train.yaml" \
+    add_env queue_training "add_${l}_${mode}" "${add_dir}/init/train.yaml" \
       --init_param "${add_dir}/init/model.pth" --pathway_masks "${add_dir}/init/masks.pth" \
       --pruning imp --pruning_languages "$l" --pruning_target_sparsity "$target_sparsity" \
       "${freeze[@]}"
   done
   if "$add_language_baseline"; then  # same config and steps, dense, the new language alone
-    add_env train_system "add_${l}_dense" "${add_dir}/init_dense/train.yaml" \
+    add_env queue_training "add_${l}_dense" "${add_dir}/init_dense/train.yaml" \
       --init_param "${add_dir}/init_dense/model.pth"
   fi
+  add_env run_queued_trainings
 }
 
 # Decode the new language with each system and the old languages again with the grown
