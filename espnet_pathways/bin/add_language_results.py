@@ -27,7 +27,7 @@ is written (each through a temporary name), so a failed rerun leaves them as the
 import argparse
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from espnet_pathways.bin._cli import run, setup_logging
 from espnet_pathways.fileio import read_yaml_mapping
@@ -54,16 +54,17 @@ def _identical(a: Path, b: Path) -> str:
     return "yes" if a.read_bytes() == b.read_bytes() else "no"
 
 
-def writable_weights(masks_file: Path, lang: str) -> Optional[int]:
-    """Weights of ``lang``'s pathway outside the union of the other pathways."""
+def writable_weights(masks_file: Path, lang: str) -> Tuple[Optional[int], Optional[float]]:
+    """(weights of ``lang``'s pathway outside the union of the other pathways, the
+    pathway's sparsity); (None, None) without a masks file (the dense baseline)."""
     from espnet_pathways.masks import PathwayMasks
 
     if not masks_file.is_file():
-        return None
+        return None, None
     masks = PathwayMasks.load(masks_file)
     others = PathwayMasks({k: masks.for_language(k) for k in masks.languages if k != lang}).union()
     own = masks.for_language(lang)
-    return sum(int((own[n] & ~others[n]).count_nonzero()) for n in own)
+    return sum(int((own[n] & ~others[n]).count_nonzero()) for n in own), masks.sparsity(lang)
 
 
 def read_growth_info(grown: Path, lang: str) -> Dict[str, Any]:
@@ -116,19 +117,23 @@ def build_report(lang: str, old_langs: List[str], before: Path, systems: Dict[st
             raise ValueError(f"system {name}: no score for language {lang!r} in "
                              f"{exp / decode_dir / f'test_{lang}'} (decode and score it: "
                              "stage 21)")
-        own = writable_weights(exp / "masks.pth", lang)
+        own, sparsity = writable_weights(exp / "masks.pth", lang)
         added = info["added_parameters"] + (own or 0)
         rows.append([name, fmt(s.rate(lang, "CER"), 1), fmt(s.rate(lang, "WER"), 1),
-                     _steps(exp) or "n/a", added if exp != baseline else "n/a"])
+                     _steps(exp) or "n/a", added if exp != baseline else "n/a",
+                     fmt(sparsity, 2) if sparsity is not None
+                     else "0 (dense)" if exp == baseline else "n/a"])
     parts = [
         f"## Adding a language: {lang}",
         "",
         f"Started from `{before}` ({', '.join(old_langs)}); {len(info['added_tokens'])} "
         f"output tokens appended ({info['vocab_size_before']} -> {info['vocab_size_after']}). "
         "Parameters added: the new output rows plus the weights of the new pathway outside "
-        "the old pathways' union (what it may write). Error rates in %.",
+        "the old pathways' union (what it may write). Sparsity: of the new language's "
+        "pathway (`--add_language_sparsity`). Error rates in %.",
         "",
-        md_table(["System", f"{lang} CER", f"{lang} WER", "steps", "parameters added"], rows),
+        md_table(["System", f"{lang} CER", f"{lang} WER", "steps", "parameters added",
+                  f"{lang} sparsity"], rows),
         "",
         "### Old languages before/after",
         "",

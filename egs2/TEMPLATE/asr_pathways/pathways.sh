@@ -49,6 +49,9 @@ Options (defaults in brackets; see docs/recipe.md):
                               dense model (dense) or stay zero (zero) [dense]
   --add_language_shared_from L  start the new pathway from old language L's (its shared part
                               kept, only the free weights pruned) ["": all-ones, IMP]
+  --add_language_sparsity S   the new pathway's target sparsity; in frozen mode it keeps
+                              1-S of the free weights (what it trains) and reads up to 1-S of
+                              all weights inside the old union [--target_sparsity]
   --add_language_decode_old_shared B  stage 21 re-decodes the old languages with the
                               shared-mode model too (frozen mode always) [false]
 "
@@ -119,6 +122,7 @@ add_language_data_opts=""    # local/data.sh options [--langs CODE --out_dir dat
 add_language_baseline=true   # also the dense model fine-tuned on the new language alone
 add_language_init_free=dense  # free weights of the grown model: dense (the dense model's) or zero
 add_language_shared_from=""  # old language whose pathway the new one starts from ["": all-ones]
+add_language_sparsity=""     # the new pathway's target sparsity [--target_sparsity]
 add_language_decode_old_shared=false  # stage 21: re-decode old languages in shared mode too
 
 . "$(dirname "$0")/utils/parse_options.sh"
@@ -901,8 +905,8 @@ stage_add_train() {
     esac
     add_env queue_training "add_${l}_${mode}" "${add_dir}/init/train.yaml" \
       --init_param "${add_dir}/init/model.pth" --pathway_masks "${add_dir}/init/masks.pth" \
-      --pruning imp --pruning_languages "$l" --pruning_target_sparsity "$target_sparsity" \
-      "${freeze[@]}"
+      --pruning imp --pruning_languages "$l" \
+      --pruning_target_sparsity "${add_language_sparsity:-$target_sparsity}" "${freeze[@]}"
   done
   if "$add_language_baseline"; then  # same config and steps, dense, the new language alone
     add_env queue_training "add_${l}_dense" "${add_dir}/init_dense/train.yaml" \
