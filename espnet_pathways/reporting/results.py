@@ -468,6 +468,41 @@ def stage_times_section(path: Path, stages: Sequence[int] = MAIN_STAGES,
     return md_table(["Stage", "What", "Finished", "Minutes"], rows, align_right_from=3)
 
 
+def replace_stage_times(text: str, table: str, heading: str,
+                        block: Optional[Tuple[str, str]] = None) -> Optional[str]:
+    """``text`` with the table under the line ``heading`` replaced by ``table``; inside
+    the ``block`` (start, end marker lines) when given.  None when there is no such
+    heading (or block) to update.
+
+    Why: a report is written by a stage before that stage's own time is recorded (and a
+    rerun of stage 13 alone would show its earlier time), so pathways.sh refreshes the
+    table after recording each reporting stage's time.
+    """
+    lo, hi = 0, len(text)
+    if block is not None:
+        lo = text.find(block[0])
+        hi = text.find(block[1], lo + 1) if lo >= 0 else -1
+        if lo < 0 or hi < 0:
+            return None
+    lines = text[lo:hi].split("\n")
+    try:
+        at = lines.index(heading)
+    except ValueError:
+        return None
+    first = at + 1
+    while first < len(lines) and not lines[first].strip():
+        first += 1
+    last = first
+    while last < len(lines) and lines[last].startswith("|"):
+        last += 1
+    if last == first and first < len(lines) and lines[first].strip() != NA:
+        return None  # no table under the heading: not ours to edit
+    if last == first:
+        last += 1  # the "n/a" line a report writes when no times were recorded
+    lines[first:last] = table.split("\n")
+    return text[:lo] + "\n".join(lines) + text[hi:]
+
+
 def rtf_section(systems_dirs: List[Tuple[str, str]], decode_dir: str, langs: List[str]) -> Optional[str]:
     """Streaming real-time factor per system (decoding time / audio, one CPU thread a job).
 

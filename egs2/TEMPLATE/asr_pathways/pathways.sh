@@ -177,6 +177,20 @@ run_stage() {
     local dt=$((SECONDS - t0))
     printf '%s\t%s\t%s\t%s\n' "$(date '+%F %T')" "$n" "$name" "$dt" >>"$times"
     log "Stage ${n} done in ${dt} s"
+    refresh_stage_times "$n"
+  fi
+}
+
+# A report is written inside a stage, before that stage's time is recorded: once it is,
+# the report's timing table is rewritten (RESULTS.md after stages 13-17; the added
+# language's section and RESULTS_add_<code>.md after stages 18-21, once they exist).
+refresh_stage_times() {
+  local n=$1 add=RESULTS_add_${add_language}.md
+  if [ "$n" -ge 13 ] && [ "$n" -le 17 ] && [ -f "$results" ]; then
+    ${python} -m espnet_pathways.bin.refresh_stage_times --stage_times "$times" --results "$results"
+  elif [ "$n" -ge 18 ] && [ -n "$add_language" ] && [ -f "$add" ]; then
+    ${python} -m espnet_pathways.bin.refresh_stage_times --stage_times "$times" \
+      --results "$add" --results "$results" --add_language "$add_language"
   fi
 }
 

@@ -1,0 +1,70 @@
+"""refresh_stage_times: a report written inside a stage gets that stage's time once it
+is recorded (stage 16's row, stage 21's in the add-language report), and a rerun stage
+shows its latest time; nothing else in the file changes, other languages' blocks
+included."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from espnet_pathways.bin.refresh_stage_times import main
+
+
+def times_file(tmp_path: Path, rows: str) -> Path:
+    p = tmp_path / "stage_times.tsv"
+    p.write_text(rows)
+    return p
+
+
+MAIN = ("2026-01-01 10:00:00\t5\ttrain the dense multilingual transducer\t600\n"
+        "2026-01-01 10:10:00\t13\tRESULTS.md\t6\n")
+ADD = ("2026-01-02 10:00:00\t18\tadd cs: data\t60\n"
+       "2026-01-02 10:00:00\t18\tadd pl: data\t30\n")
+
+
+def results_text(main_table: str, cs_table: str, pl_table: str) -> str:
+    return ("# Results\n\n## Stage timings\n\n" + main_table + "\n\n## Environment\n\nx\n"
+            "<!-- add_language:pl -->\n## Adding a language: pl\n\n### Stage timings\n\n"
+            + pl_table + "\n<!-- /add_language:pl -->\n"
+            "<!-- add_language:cs -->\n## Adding a language: cs\n\n### Stage timings\n\n"
+            + cs_table + "\n<!-- /add_language:cs -->\n")
+
+
+def test_main_table_gets_the_stage_recorded_after_the_report(tmp_path: Path) -> None:
+    times = times_file(tmp_path, MAIN + ADD)
+    res = tmp_path / "RESULTS.md"
+    res.write_text(results_text("| Stage | What |\n|---|---|\n| 5 | old |", "| cs |", "| pl |"))
+    with open(times, "a") as f:  # stage 16 ends after it wrote RESULTS.md; 13 rerun
+        f.write("2026-01-01 10:20:00\t16\tdeployment table (fp32 vs int8)\t120\n"
+                "2026-01-01 10:30:00\t13\tRESULTS.md\t12\n")
+    main(["--stage_times", str(times), "--results", str(res)])
+    text = res.read_text()
+    table = text.split("## Stage timings\n\n", 1)[1].split("\n\n## Environment", 1)[0]
+    assert "| 16 | deployment table (fp32 vs int8) | 2026-01-01 10:20:00 | 2.0 |" in table
+    assert "| 13 | RESULTS.md | 2026-01-01 10:30:00 | 0.2 |" in table
+    assert "|  | total |  | 12.2 |" in table and "old" not in table
+    assert "| cs |" in text and "| pl |" in text  # the add-language tables untouched
+
+
+def test_add_language_table_is_refreshed_in_its_block_and_report(tmp_path: Path) -> None:
+    times = times_file(tmp_path, MAIN + ADD + "2026-01-02 10:09:00\t21\tadd cs: decode\t240\n")
+    res, add = tmp_path / "RESULTS.md", tmp_path / "RESULTS_add_cs.md"
+    res.write_text(results_text("| main |", "| cs old |", "| pl |"))
+    add.write_text("# Results: adding a language\n\n## Adding a language: cs\n\n| System |\n\n"
+                   "### Stage timings\n\nn/a\n")
+    main(["--stage_times", str(times), "--results", str(res), "--results", str(add),
+          "--add_language", "cs"])
+    for path in (res, add):
+        text = path.read_text()
+        assert "| 21 | add cs: decode | 2026-01-02 10:09:00 | 4.0 |" in text, path
+        assert "add pl" not in text and "| cs old |" not in text
+    text = res.read_text()
+    assert "| main |" in text and "| pl |" in text
+    assert add.read_text().startswith("# Results: adding a language\n\n## Adding a language: cs\n\n| System |\n")
+
+
+def test_a_file_without_the_table_is_left_alone(tmp_path: Path) -> None:
+    times = times_file(tmp_path, MAIN)
+    res = tmp_path / "RESULTS.md"
+    res.write_text("# Results\n\nno timings here\n")
+    main(["--stage_times", str(times), "--results", str(res), "--results", str(tmp_path / "none.md")])
+    assert res.read_text() == "# Results\n\nno timings here\n"
