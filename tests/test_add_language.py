@@ -328,6 +328,20 @@ def test_results_section_is_replaced_not_repeated():
     assert "## Later section" in twice
 
 
+def test_rewriting_results_md_keeps_the_added_languages_sections():
+    """Stage 13 rewrites RESULTS.md; the sections stage 21 added (cs, pl) stay, once."""
+    from espnet_pathways.bin.add_language_results import replace_section
+    from espnet_pathways.reporting.results import carry_add_language_sections
+
+    old = replace_section(replace_section("# Results\n\nold body\n", NEW, "## cs\nc1\n"),
+                          "pl", "## pl\np1\n")
+    new = carry_add_language_sections(old, "# Results\n\nnew body\n")
+    assert "old body" not in new and new.startswith("# Results\n\nnew body\n")
+    assert "c1" in new and "p1" in new and new.count("<!-- add_language:cs -->") == 1
+    assert carry_add_language_sections(new, new) == new  # already there: not repeated
+    assert carry_add_language_sections("# Results\n", "# R\n") == "# R\n"
+
+
 def test_report_skips_old_languages_not_redecoded(tmp_path):
     """Stage 21 re-decodes the old languages in shared mode only when asked: the report
     then lists shared mode as not re-decoded instead of a table of n/a."""

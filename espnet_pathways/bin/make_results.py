@@ -18,6 +18,8 @@ masks' overlap per layer group (docs/results.md says how to read them).
 What it reads and writes is :mod:`espnet_pathways.reporting.results`.  A malformed input is
 one error line naming the system, language and file, exit status 1, and the earlier
 ``--out`` file is left as it was; the new one is moved into place only when complete.
+The sections of added languages (``add_language:<code>`` blocks, written by stage 21's
+``add_language_results``) in the earlier ``--out`` file are kept at its end.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import List, Optional
 
 from espnet_pathways.bin._cli import add_reporting_arguments, log_input_errors, parse_reporting_args
 from espnet_pathways.fileio import atomic_write_text
-from espnet_pathways.reporting.results import build_markdown, parse_name_value
+from espnet_pathways.reporting.results import build_markdown, carry_add_language_sections, parse_name_value
 
 logger = logging.getLogger("espnet_pathways.bin.make_results")
 
@@ -90,7 +92,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if ref is not None and ref not in names:
             parser.error(f"reference system {ref!r} is not one of {names}")
     with log_input_errors(logger, f"{args.out} not written", args.verbose) as outcome:
-        atomic_write_text(Path(args.out), build_markdown(args))
+        text = build_markdown(args)
+        out = Path(args.out)
+        if out.is_file():  # the added languages' sections (stage 21) stay
+            text = carry_add_language_sections(out.read_text(encoding="utf-8"), text)
+        atomic_write_text(out, text)
     if outcome.failed:
         return 1
     logger.info("wrote %s (%d systems)", args.out, len(names))

@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import os
+import re
 import platform
 import subprocess
 from dataclasses import dataclass, field
@@ -679,6 +680,20 @@ def mask_drift_section(path: Path, precision: int) -> Optional[str]:
                         + [fmt_count(per_lang["revived"].get(lang)) for lang in langs])
         out += "\n\nPer language:\n\n" + md_table([""] + langs, prow)
     return out
+
+
+ADD_LANGUAGE_BLOCK = re.compile(r"<!-- add_language:(\S+) -->\n.*?<!-- /add_language:\1 -->\n?", re.S)
+
+
+def carry_add_language_sections(old: str, new: str) -> str:
+    """``new`` with the added languages' sections of ``old`` appended (their
+    ``add_language:<code>`` blocks, which stage 21 writes): rewriting RESULTS.md in stage
+    13 must not lose them, since only a rerun of stage 21 would bring them back."""
+    blocks = [m.group(0) for m in ADD_LANGUAGE_BLOCK.finditer(old)
+              if m.group(0).split(" -->", 1)[0] not in new]
+    if not blocks:
+        return new
+    return new.rstrip("\n") + "\n\n" + "".join(b if b.endswith("\n") else b + "\n" for b in blocks)
 
 
 def build_markdown(args: argparse.Namespace) -> str:
