@@ -35,7 +35,11 @@ def train_sentencepiece(
     sentences: Iterable[str], model_prefix: str | Path, vocab_size: int,
     model_type: str = "unigram", character_coverage: float = 1.0,
 ) -> Path:
-    """Train a sentencepiece model; ``vocab_size`` is capped by what the text allows."""
+    """Train a sentencepiece model; ``vocab_size`` is capped by what the text allows, and
+    raised (with a warning) to what it needs: with ``character_coverage`` 1.0 a unigram or
+    BPE model must hold every character of the text plus its 3 meta pieces, and a new
+    language with more letters than ``--nbpe`` (Czech: 33 with the word boundary) would
+    otherwise stop sentencepiece."""
     import sentencepiece as spm
 
     prefix = Path(model_prefix)
@@ -43,6 +47,13 @@ def train_sentencepiece(
     sentences = [s for s in sentences if s.strip()]
     if not sentences:
         raise ValueError(f"no text to train the sentencepiece model {prefix}")
+    if model_type in ("unigram", "bpe") and character_coverage >= 1.0:
+        chars = {c for s in sentences for c in s.strip() if not c.isspace()} | {SPACE}
+        needed = len(chars) + 3  # <unk>, <s>, </s>
+        if vocab_size < needed:
+            logging.warning("%s: the text has %d distinct characters (word boundary included): "
+                           "vocab_size raised from %d to %d", prefix, len(chars), vocab_size, needed)
+            vocab_size = needed
     # Trained under a temporary prefix and moved into place: a failed run leaves an
     # earlier model as it was.
     with tempfile.TemporaryDirectory(prefix=f".{prefix.name}.", dir=prefix.parent) as tmp:

@@ -111,6 +111,19 @@ def test_shared_sentencepiece_token_list(tmp_path):
     assert (tmp_path / "bpe.model").exists()
 
 
+def test_a_vocabulary_smaller_than_the_alphabet_is_raised_to_hold_it(tmp_path, caplog):
+    """A unigram model must hold every character (Czech has more letters than the smoke
+    recipe's 30 pieces): the size is raised with a warning, not a sentencepiece error."""
+    text = ["příliš žluťoučký kůň úpěl ďábelské ódy", "abc def ghi jkl mno pqr stu vwx yz"]
+    n_chars = len({c for s in text for c in s if c != " "}) + 1  # + the word boundary
+    assert n_chars + 3 > 30
+    with caplog.at_level("WARNING"):
+        model = tokens.train_sentencepiece(text, tmp_path / "cs" / "bpe", 30, "unigram")
+    assert f"vocab_size raised from 30 to {n_chars + 3}" in caplog.text
+    pieces = "".join(tokens.model_pieces(model))
+    assert all(c in pieces for s in text for c in s if c != " ")
+
+
 def test_merged_per_language_pieces_deduplicated_and_round_trip(tmp_path):
     toks = tokens.make_merged(TEXT, UTT2LANG, tmp_path, vocab_size=25)
     assert len(toks) == len(set(toks))
