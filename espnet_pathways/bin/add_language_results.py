@@ -54,7 +54,7 @@ def _identical(a: Path, b: Path) -> str:
     return "yes" if a.read_bytes() == b.read_bytes() else "no"
 
 
-def writable_weights(masks_file: Path, lang: str) -> Tuple[Optional[int], Optional[float]]:
+def new_pathway_size(masks_file: Path, lang: str) -> Tuple[Optional[int], Optional[float]]:
     """(weights of ``lang``'s pathway outside the union of the other pathways, the
     pathway's sparsity); (None, None) without a masks file (the dense baseline)."""
     from espnet_pathways.masks import PathwayMasks
@@ -117,7 +117,7 @@ def build_report(lang: str, old_langs: List[str], before: Path, systems: Dict[st
             raise ValueError(f"system {name}: no score for language {lang!r} in "
                              f"{exp / decode_dir / f'test_{lang}'} (decode and score it: "
                              "stage 21)")
-        own, sparsity = writable_weights(exp / "masks.pth", lang)
+        own, sparsity = new_pathway_size(exp / "masks.pth", lang)
         added = info["added_parameters"] + (own or 0)
         rows.append([name, fmt(s.rate(lang, "CER"), 1), fmt(s.rate(lang, "WER"), 1),
                      _steps(exp) or "n/a", added if exp != baseline else "n/a",
@@ -164,7 +164,9 @@ def build_report(lang: str, old_langs: List[str], before: Path, systems: Dict[st
 
 def replace_section(text: str, lang: str, section: str) -> str:
     """``text`` with the ``add_language:<lang>`` block appended or replaced."""
-    start, end = f"<!-- add_language:{lang} -->", f"<!-- /add_language:{lang} -->"
+    from espnet_pathways.reporting.results import add_language_markers
+
+    start, end = add_language_markers(lang)
     block = f"{start}\n{section.rstrip()}\n{end}\n"
     if start in text and end in text:
         head, rest = text.split(start, 1)

@@ -25,8 +25,10 @@ from typing import List, Optional
 from espnet_pathways.bin._cli import run, setup_logging
 from espnet_pathways.fileio import atomic_write_text
 from espnet_pathways.reporting.results import (
+    ADD_LANGUAGE_MARK,
     ADD_LANGUAGE_STAGES,
     MAIN_STAGES,
+    add_language_markers,
     replace_stage_times,
     stage_times_section,
 )
@@ -45,7 +47,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         lang = args.add_language
         table = stage_times_section(args.stage_times, ADD_LANGUAGE_STAGES, f"add {lang}:")
         heading = "### Stage timings"
-        block = (f"<!-- add_language:{lang} -->", f"<!-- /add_language:{lang} -->")
+        block = add_language_markers(lang)
     else:
         table = stage_times_section(args.stage_times, MAIN_STAGES)
         heading, block = "## Stage timings", None
@@ -54,7 +56,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
             logging.warning("%s: no such file; its stage timings not refreshed", path)
             continue
         text = path.read_text(encoding="utf-8")
-        if block is not None and "<!-- add_language:" in text:  # RESULTS.md: its block only
+        if block is not None and ADD_LANGUAGE_MARK in text:  # RESULTS.md: its block only
             new = replace_stage_times(text, table, heading, block)
         else:  # RESULTS_add_<code>.md (no block markers), or the main table
             new = replace_stage_times(text, table, heading)

@@ -682,7 +682,15 @@ def mask_drift_section(path: Path, precision: int) -> Optional[str]:
     return out
 
 
+#: An added language's section of RESULTS.md lies between these markers (stage 21 writes
+#: it; stage 13 keeps it; refresh_stage_times updates its timing table).
+ADD_LANGUAGE_MARK = "<!-- add_language:"
 ADD_LANGUAGE_BLOCK = re.compile(r"<!-- add_language:(\S+) -->\n.*?<!-- /add_language:\1 -->\n?", re.S)
+
+
+def add_language_markers(lang: str) -> Tuple[str, str]:
+    """The start and end marker lines of ``lang``'s section (:data:`ADD_LANGUAGE_BLOCK`)."""
+    return f"{ADD_LANGUAGE_MARK}{lang} -->", f"<!-- /add_language:{lang} -->"
 
 
 def carry_add_language_sections(old: str, new: str) -> str:
@@ -690,7 +698,7 @@ def carry_add_language_sections(old: str, new: str) -> str:
     ``add_language:<code>`` blocks, which stage 21 writes): rewriting RESULTS.md in stage
     13 must not lose them, since only a rerun of stage 21 would bring them back."""
     blocks = [m.group(0) for m in ADD_LANGUAGE_BLOCK.finditer(old)
-              if m.group(0).split(" -->", 1)[0] not in new]
+              if add_language_markers(m.group(1))[0] not in new]
     if not blocks:
         return new
     return new.rstrip("\n") + "\n\n" + "".join(b if b.endswith("\n") else b + "\n" for b in blocks)
