@@ -68,3 +68,20 @@ def test_a_file_without_the_table_is_left_alone(tmp_path: Path) -> None:
     res.write_text("# Results\n\nno timings here\n")
     main(["--stage_times", str(times), "--results", str(res), "--results", str(tmp_path / "none.md")])
     assert res.read_text() == "# Results\n\nno timings here\n"
+
+
+def test_a_malformed_times_file_is_one_line_and_the_results_stay(tmp_path: Path, capsys) -> None:
+    import pytest
+
+    from espnet_pathways.bin._cli import run
+
+    times = times_file(tmp_path, MAIN + "2026-01-01 10:20:00\tsixteen\tdeploy\t120\n")
+    res = tmp_path / "RESULTS.md"
+    res.write_text(results_text("| main |", "| cs |", "| pl |"))
+    before = res.read_text()
+    with pytest.raises(SystemExit) as e:
+        run(main, ["--stage_times", str(times), "--results", str(res)])
+    assert e.value.code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{times}:3" in err[0], err
+    assert res.read_text() == before
