@@ -274,6 +274,8 @@ def test_pathways_of_the_claims_is_chosen_on_dev_not_on_test(tmp_path: Path):
     write_dev_losses(dirs["pathways_imp"], [42.0, 40.0, 40.5])  # decoded at its last epoch: 40.5
     write_dev_losses(dirs["pathways_dynamic"], [39.0, 41.0])  # best 39 is not decoded: 41
     assert C.resolve_pathways(wer, LANGS, dirs) == "pathways_imp"
+    # --inference_model valid.loss.best.pth decodes the best epochs: 39 against 40
+    assert C.resolve_pathways(wer, LANGS, dirs, epoch="best") == "pathways_dynamic"
     write_dev_losses(dirs["pathways_dynamic"], [41.0, 39.5])
     assert C.resolve_pathways(wer, LANGS, dirs) == "pathways_dynamic"
     (dirs["pathways_dynamic"] / "checkpoint.pth").unlink()  # no dev loss: left out

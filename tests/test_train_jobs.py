@@ -17,13 +17,19 @@ from typing import Dict, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Each training records under $FAKE_DIR: <tag>.threads (its OMP_NUM_THREADS), <tag>.others
+# Each training records under $FAKE_DIR: <tag>.threads (its OMP_NUM_THREADS), <tag>.ranks
+# (torch.distributed.run's --nproc_per_node; 1 without it), <tag>.args, <tag>.others
 # (how many trainings had started and not ended when it started) and a line in calls.
 # With FAKE_RENDEZVOUS=1 it waits (up to 60 s) until FAKE_RENDEZVOUS_N (default 2)
 # trainings have started and writes <tag>.saw_other (1: they did, while itself still
 # running; 0: it gave up).
 # FAKE_FAIL_TAG names a training that fails.  select_on_dev is faked too (stage 7's sweep).
 FAKE_PYTHON = """#!/usr/bin/env bash
+if [ "$1 $2" = "-m torch.distributed.run" ]; then  # CPU DDP: note the ranks, run once
+  shift 2; FAKE_RANKS=1
+  while [ "$1" != --no-python ]; do [ "$1" = --nproc_per_node ] && FAKE_RANKS=$2; shift; done
+  shift; export FAKE_RANKS; exec "$@"
+fi
 if [ "$1 $2" = "-m espnet_pathways.bin.asr_pathways_train" ]; then
   tag=""; prev=""
   for a in "$@"; do [ "$prev" = --output_dir ] && tag=${a##*/asr_}; prev=$a; done
@@ -31,6 +37,8 @@ if [ "$1 $2" = "-m espnet_pathways.bin.asr_pathways_train" ]; then
   count() { ls "$d" | grep -c "\\.$1\$" || true; }
   echo "$tag" >>"$d/calls"
   echo "$OMP_NUM_THREADS" >"$d/$tag.threads"
+  echo "${FAKE_RANKS:-1}" >"$d/$tag.ranks"
+  echo "$*" >"$d/$tag.args"
   echo $(( $(count started) - $(count ended) )) >"$d/$tag.others"
   touch "$d/$tag.started"
   if [ "$FAKE_RENDEZVOUS" = 1 ]; then
@@ -69,7 +77,9 @@ def make_recipe(tmp_path: Path) -> Path:
 def run_stage(recipe: Path, fake_dir: Path, train_jobs: object, rendezvous: int = 0,
               fail_tag: str = "", extra: Sequence[str] = (), stage: int = 6,
               systems: str = "dense dense_ft dense_small",
-              languages: str = "en") -> subprocess.CompletedProcess:
+              languages: str = "en", cpu_ranks: int = 1) -> subprocess.CompletedProcess:
+    """One stage with the fake trainer; ``cpu_ranks`` 1 keeps one process per training
+    (the tests of --cpu_ranks set it)."""
     fake_dir.mkdir(exist_ok=True)
     env: Dict[str, str] = dict(
         os.environ, VENV=str(Path(sys.executable).parents[1]), REAL_PYTHON=sys.executable,
@@ -80,7 +90,8 @@ def run_stage(recipe: Path, fake_dir: Path, train_jobs: object, rendezvous: int 
     return subprocess.run(
         ["bash", "egs2/TEMPLATE/asr_pathways/pathways.sh", "--languages", languages,
          "--stage", str(stage), "--stop_stage", str(stage), "--systems", systems,
-         "--train_jobs", str(train_jobs), "--python", str(recipe / "fake_python"), *extra],
+         "--train_jobs", str(train_jobs), "--cpu_ranks", str(cpu_ranks),
+         "--python", str(recipe / "fake_python"), *extra],
         cwd=recipe, env=env, capture_output=True, text=True, timeout=180)
 
 
@@ -141,6 +152,31 @@ def test_a_failed_job_is_named_the_other_is_kept_and_a_rerun_trains_only_it(tmp_
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
     assert (tmp_path / "fake2" / "calls").read_text().split() == ["dense_small"]
     assert "dense_ft: already trained with this config" in rerun.stdout
+
+
+def test_a_training_given_several_threads_runs_as_gloo_ddp_ranks(tmp_path: Path) -> None:
+    """--cpu_ranks N: a CPU training given T threads starts min(N, T) ranks through
+    torch.distributed.run, T/ranks threads each, in ESPnet's external-launcher mode
+    (gloo); trainings that share the cores (1 thread each) stay single processes."""
+    recipe = make_recipe(tmp_path)
+    cases = [(2, 1, "2", "2"), (4, 1, "4", "1"), (1, 1, "1", "4"), (2, 2, "2", "1")]
+    for n, (cpu_ranks, jobs, ranks, threads) in enumerate(cases):
+        fake = tmp_path / f"fake{n}"
+        for tag in ("dense_ft", "dense_small"):
+            (recipe / "exp" / f"asr_{tag}" / ".done").unlink(missing_ok=True)
+        done = run_stage(recipe, fake, train_jobs=jobs, cpu_ranks=cpu_ranks)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        for tag in ("dense_ft", "dense_small"):
+            assert (read(fake, tag, "ranks"), read(fake, tag, "threads")) == (ranks, threads), \
+                (cpu_ranks, jobs, tag)
+            gloo = "--multiprocessing_distributed false --dist_backend gloo" in read(fake, tag, "args")
+            assert gloo == (ranks != "1"), (cpu_ranks, jobs, tag)
+    gpu = run_stage(recipe, tmp_path / "fake_gpu", train_jobs=1, cpu_ranks=2,
+                    extra=["--ngpu", "1"], systems="dense dense_ft")
+    assert gpu.returncode == 0, (gpu.stdout + gpu.stderr)[-3000:]
+    assert read(tmp_path / "fake_gpu", "dense_ft", "ranks") == "1"  # one GPU: no CPU ranks
+    bad = run_stage(recipe, tmp_path / "fake_bad", train_jobs=1, cpu_ranks=0)
+    assert bad.returncode != 0 and "--cpu_ranks must be a positive integer" in bad.stderr
 
 
 def test_train_jobs_must_be_a_positive_integer_and_one_with_gpus(tmp_path: Path) -> None:

@@ -68,6 +68,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="mask_drift.json of dynamic pathway training (start/end IoU)")
     p.add_argument("--low_resource_langs", default="it,nl",
                    help="languages of the 'pathways beat LSP' claims")
+    p.add_argument("--dev_epoch", choices=("last", "best"), default="last",
+                   help="the epoch whose dev loss chooses the claims' pathway system: the "
+                        "decoded one (pathways.sh: best for --inference_model "
+                        "valid.loss.*, last otherwise)")
     p.add_argument("--no_claims", dest="claims", action="store_false",
                    help="leave out the paper-claims table (and its significance tests)")
     p.add_argument("--bootstrap_resamples", type=int, default=2000,

@@ -125,13 +125,13 @@ def average(wer: Mapping[str, Optional[float]], langs: Sequence[str]) -> Optiona
 
 
 def resolve_pathways(wer: Mapping[str, Mapping[str, Optional[float]]], langs: Sequence[str],
-                     exp_dirs: Mapping[str, Path]) -> Optional[str]:
+                     exp_dirs: Mapping[str, Path], epoch: str = "last") -> Optional[str]:
     """The pathway system that stands for "pathways" in the claims, chosen on dev.
 
     Among the pathway systems run and scored: the one with the lowest dev loss (ESPnet's
-    validation loss in its ``checkpoint.pth``) at the epoch that is decoded, the last
-    (the recipe decodes ``latest.pth``: every schedule's length is chosen on dev).  Never
-    the test set.  Systems whose dev loss cannot be read are left out
+    validation loss in its ``checkpoint.pth``) at the epoch that is decoded: ``epoch``
+    ``last`` (the recipe's default ``latest.pth``: every schedule's length is chosen on
+    dev) or ``best`` (``--inference_model valid.loss.best.pth``).  Never the test set.  Systems whose dev loss cannot be read are left out
     (with a warning); if none can be, the first in :data:`PATHWAY_SYSTEMS` order (the
     paper's fixed pathways) stands.
     """
@@ -145,7 +145,7 @@ def resolve_pathways(wer: Mapping[str, Mapping[str, Optional[float]]], langs: Se
     for s in scored:
         d = Path(exp_dirs[s])
         try:
-            losses.append((dev_loss(d, "last"), s))
+            losses.append((dev_loss(d, epoch), s))
         except (OSError, ValueError) as e:
             logger.warning("%s: no dev loss to choose the pathway system on (%s)", s, e)
     return min(losses)[1] if losses else scored[0]

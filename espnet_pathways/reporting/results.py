@@ -601,7 +601,7 @@ def claims_section(args: argparse.Namespace, systems: Sequence[SystemScores],
     dense = args.reference_system or "dense"
     wer = {s.name: {lang: s.rate(lang, "WER") for lang in langs} for s in systems}
     exp_dirs = {s.name: s.exp_dir for s in systems if s.exp_dir.is_dir()}  # others: "not run"
-    chosen = claims.resolve_pathways(wer, langs, exp_dirs)
+    chosen = claims.resolve_pathways(wer, langs, exp_dirs, getattr(args, "dev_epoch", "last"))
     results = claims.evaluate_all(claims.paper_claims(dense, low), exp_dirs, wer, langs, args.decode_dir,
                              computes, resamples=getattr(args, "bootstrap_resamples", 2000),
                              seed=getattr(args, "bootstrap_seed", 0), pathways=chosen)

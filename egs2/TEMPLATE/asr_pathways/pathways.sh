@@ -22,10 +22,10 @@ Options (defaults in brackets; see docs/recipe.md):
                               least 1); GPUs are not shared between trainings, so with
                               --ngpu >= 1 it must be 1 [CPU: all (every training of the
                               stage at once); GPU: 1]
-  --cpu_ranks N               on the CPU, a training that runs alone with T >= 2 threads runs as
-                              min(N, T) torch DDP ranks (gloo) of T/ranks threads each, started
-                              by torch's launcher (torchrun) in ESPnet's external-launcher mode;
-                              1 = one process with T threads [2]
+  --cpu_ranks N               on the CPU, a training given T >= 2 threads (on 2 cores: a stage's
+                              only one) runs as min(N, T) torch DDP ranks (gloo) of T/ranks
+                              threads each, started by torch's launcher (torchrun) in ESPnet's
+                              external-launcher mode; 1 = one process with T threads [2]
   --languages \"l1 l2 ...\"     language codes, order = language ids
   --local_data_opts \"...\"     options for local/data.sh
   --check_splits true|false   stage 1: fail if a dev/test speaker, voice or sentence is in train [true]
@@ -67,7 +67,7 @@ nj=2
 ngpu=0
 num_nodes=1
 train_jobs=""                # independent trainings of a stage at once: N or all ["": all on the CPU, 1 with GPUs]
-cpu_ranks=2                  # CPU: a training alone on T threads -> min(cpu_ranks, T) gloo DDP ranks
+cpu_ranks=2                  # CPU: a training given T threads -> min(cpu_ranks, T) gloo DDP ranks
 python=python3
 cmd_backend=local            # see cmd.sh
 expdir=exp
@@ -791,6 +791,9 @@ stage_results() {
   [ -f "$drift" ] && args+=(--mask_drift "$drift")
   [ -f "${expdir}/deploy/deploy.tsv" ] && args+=(--deploy_table "${expdir}/deploy/deploy.tsv")
   wanted dense_ft && args+=(--extra_reference dense_ft)  # the compute-matched dense baseline
+  case "$inference_model" in  # the claims' pathway system: the dev loss of the decoded epoch
+    valid.loss.*) args+=(--dev_epoch best) ;;
+  esac
   ${python} -m espnet_pathways.bin.make_results --out "$results" "${args[@]}" \
     --decode_dir "$decode_tag" --langs "$(echo ${languages} | tr ' ' ',')" \
     --reference_system "$dense_tag" --stage_times "$times"
