@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,8 +37,9 @@ def recipe(tmp_path_factory):
         (d / name).symlink_to(ROOT / name)
     (d / "tconf").symlink_to(ROOT / "tests" / "conf")
     cmd = [
+        "env", "OMP_NUM_THREADS=2",  # a lone training on 2 threads: 2 gloo ranks (--cpu_ranks 2)
         "bash", "egs2/TEMPLATE/asr_pathways/pathways.sh",
-        "--languages", "en nl", "--nj", "2", "--nbpe", "30",
+        "--languages", "en nl", "--nj", "2", "--nbpe", "30", "--cpu_ranks", "2",
         "--local_data_opts",
         "--langs en,nl --max_lines_per_lang 5 --voices_per_line 1 --low_resource_lang none",
         "--dense_config", "tconf/train_tiny.yaml",
@@ -64,6 +66,14 @@ def test_results_md_has_every_system_and_language(recipe):
         assert "n/a" not in cells[1:9], row  # en/nl CER/WER, averages
     assert "## Mask overlap" in text and "## Stage timings" in text
     assert "## Sparsity and parameters" in text
+
+
+def test_lone_cpu_trainings_ran_as_two_gloo_ranks(recipe):
+    """--cpu_ranks 2: the dense stage (a stage's only training, 2 threads) ran as two
+    torch DDP ranks through torch.distributed.run and ESPnet's external-launcher mode."""
+    d, _ = recipe
+    assert "dense: 2 gloo DDP ranks of 1 thread(s) each (--cpu_ranks)" in (d / "run.log").read_text()
+    assert re.search(r"\[\S+:0/2\]", (d / "exp/asr_dense/train.log").read_text())  # rank 0 of 2
 
 
 def test_masks_and_sparsity_reach_the_target(recipe):
