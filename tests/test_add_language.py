@@ -372,10 +372,12 @@ def test_report_skips_old_languages_not_redecoded(tmp_path):
     keep = {"en": [0, 1, 2], NEW: [0, 3, 4]}  # of 10 weights: cs writes 2, sparsity 0.7
     PathwayMasks({lang: {"w": torch.isin(torch.arange(10), torch.tensor(ix))}
                   for lang, ix in keep.items()}).save(frozen / "masks.pth")
+    (frozen / "config.yaml").write_text(yaml.safe_dump(  # steps and lr from the run's config
+        {"num_iters_per_epoch": 100, "max_epoch": 2, "optim_conf": {"lr": 0.004}}))
     report = build_report(NEW, ["en"], before, {"frozen": frozen, "shared": shared}, None,
                           grown, "decode")
-    assert "| frozen | 40.0 | 40.0 | n/a | 102 | 0.70 |" in report  # 100 rows + 2 weights
-    assert "| shared | 30.0 | 30.0 | n/a | 100 | n/a |" in report  # no masks file
+    assert "| frozen | 40.0 | 40.0 | 200 | 0.004 | 102 | 0.70 |" in report  # 100 rows + 2 weights
+    assert "| shared | 30.0 | 30.0 | n/a | n/a | 100 | n/a |" in report  # no config, no masks
     assert "| frozen | en | 50.0 | 50.0 | 50.0 | 50.0 | yes |" in report
     assert "| shared | en |" not in report
     assert "Not re-decoded on the old languages: shared" in report

@@ -200,3 +200,26 @@ def test_lsp_sweep_runs_all_candidates_in_one_pool_then_chooses_per_language(tmp
     for lang in ("en", "fr"):
         assert (recipe / "exp" / f"asr_lsp_imp_{lang}").resolve().name == f"asr_lsp_imp_{lang}_every20"
     assert (recipe / "exp" / "lsp_prune_every.tsv").read_text() == "en\t20\nfr\t20\n"
+
+
+def test_add_language_lr_sets_each_stage_20_training_s_learning_rate(tmp_path: Path) -> None:
+    """--add_language_lr "frozen=.. dense=..": the named trainings of stage 20 get
+    --optim_conf lr=.. (ESPnet merges it into the config's optim_conf), the others keep
+    their config's; a malformed entry stops the script before any training."""
+    recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
+    for sub in ("init", "init_dense"):
+        (recipe / "exp" / "add_cs" / sub).mkdir(parents=True)
+        (recipe / "exp" / "add_cs" / sub / "train.yaml").write_text("max_epoch: 1\n")
+    add = ["--add_language", "cs", "--add_language_mode", "frozen shared"]
+    done = run_stage(recipe, fake, train_jobs="all", stage=20, systems="dense pathways_imp",
+                     extra=add + ["--add_language_lr", "frozen=0.016 dense=2e-3"])
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    args = {tag: read(fake, f"add_cs_{tag}", "args") for tag in ("frozen", "shared", "dense")}
+    assert "--optim_conf lr=0.016" in args["frozen"] and "--freeze_pathways" in args["frozen"]
+    assert "--optim_conf" not in args["shared"]
+    assert "--optim_conf lr=2e-3" in args["dense"]
+    for bad in ("frozen=fast", "lap=0.1"):
+        proc = run_stage(recipe, tmp_path / "fake_bad", train_jobs="all", stage=20,
+                         systems="dense pathways_imp", extra=add + ["--add_language_lr", bad])
+        assert proc.returncode != 0 and f"--add_language_lr: '{bad}'" in proc.stderr, bad
+        assert not (tmp_path / "fake_bad" / "calls").exists()

@@ -38,14 +38,18 @@ from espnet_pathways.languages import UnknownLanguageError
 INFO_KEYS = ("added_parameters", "added_tokens", "vocab_size_before", "vocab_size_after")
 
 
-def _steps(exp: Path) -> Optional[int]:
+def _training(exp: Path) -> Tuple[Optional[int], Optional[float]]:
+    """(steps, peak learning rate) of a run, from its config.yaml (None where absent): each
+    system's learning rate is chosen on the new language's dev set (--add_language_lr)."""
     cfg_file = exp / "config.yaml"
     if not cfg_file.is_file():
-        return None
+        return None, None
     cfg = read_yaml_mapping(cfg_file, "training config")
+    steps = None
     if cfg.get("num_iters_per_epoch") and cfg.get("max_epoch"):
-        return int(cfg["num_iters_per_epoch"]) * int(cfg["max_epoch"])
-    return None
+        steps = int(cfg["num_iters_per_epoch"]) * int(cfg["max_epoch"])
+    lr = (cfg.get("optim_conf") or {}).get("lr")
+    return steps, float(lr) if lr is not None else None
 
 
 def _identical(a: Path, b: Path) -> str:
@@ -119,8 +123,10 @@ def build_report(lang: str, old_langs: List[str], before: Path, systems: Dict[st
                              "stage 21)")
         own, sparsity = new_pathway_size(exp / "masks.pth", lang)
         added = info["added_parameters"] + (own or 0)
+        steps, lr = _training(exp)
         rows.append([name, fmt(s.rate(lang, "CER"), 1), fmt(s.rate(lang, "WER"), 1),
-                     _steps(exp) or "n/a", added if exp != baseline else "n/a",
+                     steps or "n/a", f"{lr:g}" if lr is not None else "n/a",
+                     added if exp != baseline else "n/a",
                      fmt(sparsity, 2) if sparsity is not None
                      else "0 (dense)" if exp == baseline else "n/a"])
     parts = [
@@ -130,9 +136,11 @@ def build_report(lang: str, old_langs: List[str], before: Path, systems: Dict[st
         f"output tokens appended ({info['vocab_size_before']} -> {info['vocab_size_after']}). "
         "Parameters added: the new output rows plus the weights of the new pathway outside "
         "the old pathways' union (what it may write). Sparsity: of the new language's "
-        "pathway (`--add_language_sparsity`). Error rates in %.",
+        "pathway (`--add_language_sparsity`). lr: the training's peak learning rate, "
+        "chosen per system on the new language's dev set (`--add_language_lr`). "
+        "Error rates in %.",
         "",
-        md_table(["System", f"{lang} CER", f"{lang} WER", "steps", "parameters added",
+        md_table(["System", f"{lang} CER", f"{lang} WER", "steps", "lr", "parameters added",
                   f"{lang} sparsity"], rows),
         "",
         "### Old languages before/after",

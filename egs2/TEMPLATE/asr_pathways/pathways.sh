@@ -59,6 +59,10 @@ Options (defaults in brackets; see docs/recipe.md):
                               all weights inside the old union [--target_sparsity]
   --add_language_decode_old_shared B  stage 21 re-decodes the old languages with the
                               shared-mode model too (frozen mode always) [false]
+  --add_language_lr \"M=LR ...\"  peak learning rate of each stage-20 training (M: frozen,
+                              shared, dense = the baseline), chosen on the new language's dev
+                              set; a training not named keeps its config's
+                              [\"frozen=0.008 shared=0.004 dense=0.002\": Czech dev, session 8]
 "
 
 # General
@@ -130,6 +134,7 @@ add_language_init_free=dense  # free weights of the grown model: dense (the dens
 add_language_shared_from=""  # old language whose pathway the new one starts from ["": all-ones]
 add_language_sparsity=""     # the new pathway's target sparsity [--target_sparsity]
 add_language_decode_old_shared=false  # stage 21: re-decode old languages in shared mode too
+add_language_lr="frozen=0.008 shared=0.004 dense=0.002"  # stage 20 peak LRs, chosen on Czech dev
 
 . "$(dirname "$0")/utils/parse_options.sh"
 [ $# -gt 0 ] && { echo "$0: unexpected arguments: $*" >&2; exit 1; }
@@ -935,6 +940,28 @@ stage_add_grow() {
   done
 }
 
+# add_lr_args M: --optim_conf lr=LR for stage-20 training M (frozen, shared, dense) when
+# --add_language_lr names it (ESPnet merges it into the config's optim_conf).
+add_lr_args() {
+  local kv
+  for kv in ${add_language_lr}; do
+    [ "${kv%%=*}" = "$1" ] && echo "--optim_conf lr=${kv#*=}"
+  done
+  return 0
+}
+
+check_add_lr() {  # every --add_language_lr entry is M=number with M frozen|shared|dense
+  local kv
+  for kv in ${add_language_lr}; do
+    case "$kv" in
+      frozen=*|shared=*|dense=*) ;;
+      *) echo "$0: --add_language_lr: '${kv}' is not frozen=LR, shared=LR or dense=LR" >&2; exit 1 ;;
+    esac
+    [[ "${kv#*=}" =~ ^[0-9]*\.?[0-9]+([eE]-?[0-9]+)?$ ]] ||
+      { echo "$0: --add_language_lr: '${kv}': the learning rate is not a number" >&2; exit 1; }
+  done
+}
+
 # The new pathway: IMP on the new language from the grown weights (free and shared
 # weights pruned apart), then training at the final mask; frozen and/or shared mode.
 stage_add_train() {
@@ -950,11 +977,12 @@ stage_add_train() {
     add_env queue_training "add_${l}_${mode}" "${add_dir}/init/train.yaml" \
       --init_param "${add_dir}/init/model.pth" --pathway_masks "${add_dir}/init/masks.pth" \
       --pruning imp --pruning_languages "$l" \
-      --pruning_target_sparsity "${add_language_sparsity:-$target_sparsity}" "${freeze[@]}"
+      --pruning_target_sparsity "${add_language_sparsity:-$target_sparsity}" "${freeze[@]}" \
+      $(add_lr_args "$mode")
   done
   if "$add_language_baseline"; then  # same config and steps, dense, the new language alone
     add_env queue_training "add_${l}_dense" "${add_dir}/init_dense/train.yaml" \
-      --init_param "${add_dir}/init_dense/model.pth"
+      --init_param "${add_dir}/init_dense/model.pth" $(add_lr_args dense)
   fi
   add_env run_queued_trainings
 }
@@ -1014,6 +1042,7 @@ will_train 7 lsp_imp lsp_lth pathways_imp pathways_lth && derived+=("$prune_conf
 if will_train 8 lap || { [ "$dynamic_init" = lap ] && will_train 8 pathways_dynamic; }; then
   derived+=("$lap_config"); fi
 [ -n "$add_language" ] && { will_train 19 || will_train 20; } && derived+=("${add_language_config:-$prune_config}")
+if [ -n "$add_language" ] && will_train 20; then check_add_lr; fi  # before anything runs
 [ ${#derived[@]} -eq 0 ] ||
   ${python} -m espnet_pathways.bin.check_configs --dense "$dense_config" "${derived[@]}" || exit 1
 
