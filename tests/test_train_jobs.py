@@ -52,6 +52,7 @@ if [ "$1 $2" = "-m espnet_pathways.bin.asr_pathways_train" ]; then
   fi
   touch "$d/$tag.ended"
   echo "1epoch results: [valid] loss=1.0"
+  [ -n "${FAKE_SAY:-}" ] && echo "$FAKE_SAY"
   if [ "$tag" = "${FAKE_FAIL_TAG:-}" ]; then echo "RuntimeError: fake failure of $tag"; exit 1; fi
   exit 0
 fi
@@ -223,3 +224,33 @@ def test_add_language_lr_sets_each_stage_20_training_s_learning_rate(tmp_path: P
                          systems="dense pathways_imp", extra=add + ["--add_language_lr", bad])
         assert proc.returncode != 0 and f"--add_language_lr: '{bad}'" in proc.stderr, bad
         assert not (tmp_path / "fake_bad" / "calls").exists()
+
+
+def test_a_finished_run_resumed_with_other_options_that_trains_nothing_is_redone(
+        tmp_path: Path, monkeypatch) -> None:
+    """Rerun with other options, a finished run resumes as in ESPnet; when ESPnet then
+    trains nothing ("already reached at max_epoch": a new learning rate, say), the old
+    run moves to asr_TAG.old and the training starts afresh instead of marking the old
+    model done.  A resumed run that trains on (a larger max_epoch) stays in place."""
+    recipe = make_recipe(tmp_path)
+    run_dir = recipe / "exp" / "asr_dense_ft"
+    first = run_stage(recipe, tmp_path / "f1", train_jobs=1, systems="dense dense_ft")
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    (run_dir / "checkpoint.pth").write_text("old options")
+    monkeypatch.setenv("FAKE_SAY", "WARNING: The training has already reached at max_epoch: 2")
+    second = run_stage(recipe, tmp_path / "f2", train_jobs=1, systems="dense dense_ft",
+                       extra=["--train_args", "--optim_conf lr=0.1"])
+    assert second.returncode == 0, (second.stdout + second.stderr)[-3000:]
+    assert "moved to exp/asr_dense_ft.old, training afresh" in second.stdout
+    assert (recipe / "exp" / "asr_dense_ft.old" / "checkpoint.pth").read_text() == "old options"
+    assert not (run_dir / "checkpoint.pth").exists() and (run_dir / ".done").is_file()
+    assert (tmp_path / "f2" / "calls").read_text().split() == ["dense_ft", "dense_ft"]
+    # other options again (max_epoch), and this time the resumed run trains on: in place
+    monkeypatch.setenv("FAKE_SAY", "3epoch results: [valid] loss=0.9")
+    (run_dir / "checkpoint.pth").write_text("resumable")
+    third = run_stage(recipe, tmp_path / "f3", train_jobs=1, systems="dense dense_ft",
+                      extra=["--train_args", "--optim_conf lr=0.1 --max_epoch 3"])
+    assert third.returncode == 0, (third.stdout + third.stderr)[-3000:]
+    assert "training afresh" not in third.stdout
+    assert (run_dir / "checkpoint.pth").read_text() == "resumable"
+    assert (tmp_path / "f3" / "calls").read_text().split() == ["dense_ft"]

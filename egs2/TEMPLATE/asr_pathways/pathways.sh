@@ -313,7 +313,11 @@ trained_already() {
 }
 
 # train_system TAG CONFIG [extra ESPnet args...]: skipped when already done with the
-# same config and arguments (a rerun trains only what changed); resumes otherwise.
+# same config and arguments (a rerun trains only what changed); resumes otherwise, as
+# ESPnet does (a larger max_epoch continues the run).  When the run had finished with
+# other options and ESPnet, resuming it, trains nothing ("already reached at max_epoch":
+# say a new learning rate), the old run is moved to asr_TAG.old (replacing an earlier
+# one) and the training starts afresh, instead of marking the old model done.
 # With sub=_<lang> set, trains on that language's data only.
 train_system() {
   local tag=$1 config=$2; shift 2
@@ -322,6 +326,9 @@ train_system() {
   if trained_already "$tag" "$config" "$@"; then
     log "${tag}: already trained with this config (${dir}); skipping"; return
   fi
+  local finished_as="" log_lines=0
+  [ -f "${dir}/.done" ] && finished_as=$(cat "${dir}/.done")
+  [ -f "${dir}/train.log" ] && log_lines=$(wc -l <"${dir}/train.log")
   mkdir -p "$dir"
   log "${tag}: training with ${config} -> ${dir} (log: ${dir}/train.log)"
   # Several GPUs (one node or many): torch DDP, one process per GPU, through ESPnet's
@@ -362,6 +369,14 @@ train_system() {
     tail -n 30 "${dir}/train.log" >&2
     log "${tag}: training failed; see ${dir}/train.log (rerun resumes from the last epoch)"
     exit 1
+  fi
+  [ "$out_log" = "${dir}/train.log" ] || log_lines=0  # ESPnet's launcher starts a new log
+  if [ -n "$finished_as" ] && [ "$finished_as" != "$sig" ] &&
+     tail -n +"$((log_lines + 1))" "${dir}/train.log" | grep -q "already reached at max_epoch"; then
+    rm -rf "${dir}.old" && mv "$dir" "${dir}.old"
+    log "${tag}: ${dir} had finished with other options and resuming it trained nothing;" \
+        "moved to ${dir}.old, training afresh"
+    train_system "$tag" "$config" "$@"; return
   fi
   # The last epochs' results, also when this run only found the training finished (with
   # ESPnet's launcher, the earlier ones are in train.<N>.log, oldest the highest N).
