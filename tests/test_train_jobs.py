@@ -254,3 +254,25 @@ def test_a_finished_run_resumed_with_other_options_that_trains_nothing_is_redone
     assert "training afresh" not in third.stdout
     assert (run_dir / "checkpoint.pth").read_text() == "resumable"
     assert (tmp_path / "f3" / "calls").read_text().split() == ["dense_ft"]
+
+
+def test_a_scratch_expdir_leaves_the_main_reports_alone(tmp_path: Path) -> None:
+    """Reports follow --expdir: a sweep in exp_scratch (stage 20 here) refreshes
+    exp_scratch's reports if any, never the main run's RESULTS_add_cs.md, which the
+    same stage in exp refreshes (its stage-timing table gets stage 20's row)."""
+    recipe = make_recipe(tmp_path)
+    report = ("# Results: adding a language\n\n## Adding a language: cs\n\n| System |\n\n"
+              "### Stage timings\n\nn/a\n")
+    (recipe / "RESULTS_add_cs.md").write_text(report)
+    add = ["--add_language", "cs", "--add_language_mode", "frozen", "--add_language_baseline", "false"]
+    for expdir in ("exp_scratch", "exp"):
+        (recipe / expdir / "add_cs" / "init").mkdir(parents=True, exist_ok=True)
+        (recipe / expdir / "add_cs" / "init" / "train.yaml").write_text("max_epoch: 1\n")
+        done = run_stage(recipe, tmp_path / f"fake_{expdir}", train_jobs="all", stage=20,
+                         systems="dense pathways_imp", extra=add + ["--expdir", expdir])
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        text = (recipe / "RESULTS_add_cs.md").read_text()
+        if expdir == "exp_scratch":
+            assert text == report
+        else:
+            assert "| 20 | add cs: new pathway" in text and text.startswith(report.split("n/a")[0])

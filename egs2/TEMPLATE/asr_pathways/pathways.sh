@@ -115,7 +115,7 @@ pruned_inference_model=latest.pth        # pruning runs: the model at the final 
 decode_config=conf/decode.yaml
 decode_tag=decode_streaming
 systems=""
-results=RESULTS.md
+results=""                   # RESULTS.md (with --expdir other than exp: <expdir>/RESULTS.md)
 # Packing (stage 15), deployment table (stage 16) and upload (stage 17)
 pack_systems="dense pathways_imp"  # packed into exp/asr_<sys>/<sys>.zip (ESPnet's model zip)
 pack_compact=true            # store only the weights inside the union + bit-packed masks
@@ -180,6 +180,12 @@ token_list=${token_dir}/tokens.txt
 stats_dir=${expdir}/asr_stats_${token_mode}${nbpe}
 times=${expdir}/stage_times.tsv
 mkdir -p "$expdir"
+# The reports: a scratch --expdir (a sweep, a tuning run) must not rewrite the main run's
+# RESULTS.md; RESULTS_add_<code>.md sits beside RESULTS.md.
+if [ -z "$results" ]; then
+  if [ "$expdir" = exp ]; then results=RESULTS.md; else results=${expdir}/RESULTS.md; fi
+fi
+add_results() { echo "$(dirname "$results")/RESULTS_add_${add_language}.md"; }
 
 # Run one stage if it is in [stage, stop_stage]; record how long it took.
 run_stage() {
@@ -199,7 +205,7 @@ run_stage() {
 # the report's timing table is rewritten (RESULTS.md after stages 13-17; the added
 # language's section and RESULTS_add_<code>.md after stages 18-21, once they exist).
 refresh_stage_times() {
-  local n=$1 add=RESULTS_add_${add_language}.md
+  local n=$1 add; add=$(add_results)
   if [ "$n" -ge 13 ] && [ "$n" -le 17 ] && [ -f "$results" ]; then
     ${python} -m espnet_pathways.bin.refresh_stage_times --stage_times "$times" --results "$results"
   elif [ "$n" -ge 18 ] && [ -n "$add_language" ] && [ -f "$add" ]; then
@@ -1040,8 +1046,8 @@ stage_add_results() {
   "$add_language_baseline" && args+=(--baseline "${expdir}/asr_add_${l}_dense")
   ${python} -m espnet_pathways.bin.add_language_results --lang "$l" --old_langs ${languages} \
     --before "$add_src" "${args[@]}" --grown "${add_dir}/init" --decode_dir "$decode_tag" \
-    --out "RESULTS_add_${l}.md" --results "$results" --stage_times "$times"
-  log "Wrote RESULTS_add_${l}.md and its section in ${results}"
+    --out "$(add_results)" --results "$results" --stage_times "$times"
+  log "Wrote $(add_results) and its section in ${results}"
 }
 
 # Every training after stage 5 starts from the dense model (--init_param), so the configs
