@@ -131,9 +131,9 @@ def resolve_pathways(wer: Mapping[str, Mapping[str, Optional[float]]], langs: Se
     Among the pathway systems run and scored: the one with the lowest dev loss (ESPnet's
     validation loss in its ``checkpoint.pth``) at the epoch that is decoded: ``epoch``
     ``last`` (the recipe's default ``latest.pth``: every schedule's length is chosen on
-    dev) or ``best`` (``--inference_model valid.loss.best.pth``).  Never the test set.  Systems whose dev loss cannot be read are left out
-    (with a warning); if none can be, the first in :data:`PATHWAY_SYSTEMS` order (the
-    paper's fixed pathways) stands.
+    dev) or ``best`` (``--inference_model valid.loss.best.pth``).  Never the test set.
+    Systems whose dev loss cannot be read are left out (with a warning); if none can be,
+    the first in :data:`PATHWAY_SYSTEMS` order (the paper's fixed pathways) stands.
     """
     from espnet_pathways.dev_selection import dev_loss
 

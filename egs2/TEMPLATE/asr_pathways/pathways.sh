@@ -351,9 +351,9 @@ train_system() {
     # CPU DDP (docs/recipe.md, "CPU DDP"): ESPnet's launcher starts CPU ranks only over
     # ssh/mpirun/srun, so torch's own launcher starts them on this machine and ESPnet
     # joins them as with any external launcher (RANK/WORLD_SIZE from the environment).
-    log "${tag}: ${ranks} gloo DDP ranks of $((${OMP_NUM_THREADS:-1} / ranks)) thread(s) each (--cpu_ranks)"
-    launcher=(env OMP_NUM_THREADS=$((${OMP_NUM_THREADS:-1} / ranks))
-              ${python} -m torch.distributed.run --standalone --nnodes 1
+    local per_rank=$((${OMP_NUM_THREADS:-1} / ranks))
+    log "${tag}: ${ranks} gloo DDP ranks of ${per_rank} thread(s) each (--cpu_ranks)"
+    launcher=(env OMP_NUM_THREADS=$per_rank ${python} -m torch.distributed.run --standalone --nnodes 1
               --nproc_per_node "$ranks" --no-python)
     ranks_args=(--multiprocessing_distributed false --dist_backend gloo)
   fi
