@@ -9,15 +9,18 @@ ESPnet writes ``<output_dir>/config.yaml`` after building the model and *before*
 reads ``--init_param``; so the files given by ``--init_param`` and ``--pathway_masks``
 are read here first: a truncated or missing one stops the run with a message naming it,
 and the experiment's existing ``config.yaml`` is left as it was.
+
+Under DDP the ranks leave together (:func:`leave_process_group`).
 """
 import argparse
 from typing import List, Optional
 
 from espnet_pathways.bin._cli import run
-from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
 
 
 def get_parser():
+    from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask  # imports espnet2 (~12 s)
+
     return ASRPathwaysTask.get_parser()
 
 
@@ -39,6 +42,21 @@ def check_input_files(args: argparse.Namespace) -> None:
             check_mask_languages(loaded.languages, args.languages, str(masks))
 
 
+def leave_process_group() -> None:
+    """Wait for every rank, then destroy the process group.
+
+    ESPnet never destroys it.  A rank other than 0 finishes first (rank 0 still writes
+    the checkpoints and model files) and exits with gloo's threads still attached to the
+    process group: now and then it dies with "terminate called without an active
+    exception" (SIGABRT), and torchrun reports the training as failed although it ended.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(cmd: Optional[List[str]] = None) -> None:
     r"""ASR pathways training.
 
@@ -47,10 +65,13 @@ def main(cmd: Optional[List[str]] = None) -> None:
             --encoder_conf body_conf='[{block_type: conformer, ...}]'
         % python -m espnet_pathways.bin.asr_pathways_train --config conf/train_dense.yaml
     """
-    args = get_parser().parse_args(cmd)
+    from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
+
+    args = ASRPathwaysTask.get_parser().parse_args(cmd)
     if not args.print_config:
         check_input_files(args)
     ASRPathwaysTask.main(args=args)
+    leave_process_group()
 
 
 if __name__ == "__main__":
