@@ -381,6 +381,12 @@ def test_report_skips_old_languages_not_redecoded(tmp_path):
     assert "| frozen | en | 50.0 | 50.0 | 50.0 | 50.0 | yes |" in report
     assert "| shared | en |" not in report
     assert "Not re-decoded on the old languages: shared" in report
+    scratch = tmp_path / "scratch"  # the from-scratch baseline: a dense row of its own
+    scored(scratch, NEW, 90.0, "u1 x\n")
+    report2 = build_report(NEW, ["en"], before, {"frozen": frozen}, None, grown, "decode",
+                           scratch=scratch)
+    assert f"| dense on {NEW} alone, from scratch (baseline) | 90.0 | 90.0 | n/a | n/a | n/a | " \
+        "0 (dense) |" in report2
 
 
 def test_free_weights_from_a_model_with_the_old_vocabulary():
@@ -544,7 +550,7 @@ def test_add_language_results_lists_its_own_stage_times(add_results, tmp_path):
 @pytest.mark.parametrize("case", ["missing_info", "garbled_info", "info_lacks_keys",
                                   "other_language", "unknown_old_language", "garbled_score",
                                   "score_lacks_rows", "no_new_language_score",
-                                  "garbled_config", "results_not_text"])
+                                  "garbled_config", "lr_not_a_number", "results_not_text"])
 def test_add_language_results_bad_input_keeps_both_outputs(add_results, capsys, case):
     from helpers import fails
 
@@ -583,6 +589,9 @@ def test_add_language_results_bad_input_keeps_both_outputs(add_results, capsys, 
     elif case == "garbled_config":
         (frozen / "config.yaml").write_text("max_epoch: [\n")
         culprit, why = frozen / "config.yaml", "not valid YAML"
+    elif case == "lr_not_a_number":
+        (frozen / "config.yaml").write_text("optim_conf:\n  lr: fast\n")
+        culprit, why = frozen / "config.yaml", "is not a number"
     else:
         results.write_bytes(b"\xff\xfe# Results\n")
         kept = out.read_bytes(), results.read_bytes()

@@ -524,6 +524,14 @@ def test_export_pathway_truncated_model_and_unknown_language(recipe, truncated_c
     line = fails(export, common + ["--asr_model_file", str(recipe / MODEL), "--lang", "de"],
                  capsys)
     assert "'de'" in line and not out.exists()
+    out.mkdir()
+    (out / "model.pth").write_bytes(b"an earlier export")
+    with exclusive_lock(out):  # another export into the same directory: refused, kept
+        line = fails(export, common + ["--asr_model_file", str(recipe / MODEL), "--lang", "it"],
+                     capsys)
+    assert str(out) in line and "another run" in line
+    assert (out / "model.pth").read_bytes() == b"an earlier export"
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "model.pth"]
 
 
 def test_make_tokens_missing_and_duplicated_text(tmp_path, capsys):

@@ -180,15 +180,15 @@ def test_random_pathways_are_a_trained_sparse_model(recipe):
 
 def test_adding_czech_keeps_the_old_languages_and_trains_in_one_pool(recipe):
     """Stages 18-21 (``--add_language cs``, real Czech speech of fillets-ng-data-cs) on the
-    smoke model: the frozen and shared pathways and the dense baseline train side by side
-    (stage 20's pool), the frozen mode leaves en/nl's hypotheses identical, and both result
-    files get the section."""
+    smoke model: the frozen and shared pathways and the two dense baselines (from the dense
+    model, from scratch) train side by side (stage 20's pool), the frozen mode leaves
+    en/nl's hypotheses identical, and both result files get the section."""
     d, cmd = recipe
     proc = run(cmd + ["--stage", "18", "--stop_stage", "21", "--add_language", "cs",
                       "--add_language_mode", "frozen shared",
                       "--add_language_decode_old_shared", "true"], d, timeout=1200)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    for tag in ("add_cs_frozen", "add_cs_shared", "add_cs_dense"):
+    for tag in ("add_cs_frozen", "add_cs_shared", "add_cs_dense", "add_cs_scratch"):
         assert f"{tag}: starting (" in proc.stdout, tag  # the pool's line: started together
         assert (d / "exp" / f"asr_{tag}" / ".done").is_file()
     from espnet_pathways.masks import PathwayMasks
@@ -199,4 +199,5 @@ def test_adding_czech_keeps_the_old_languages_and_trains_in_one_pool(recipe):
     for lang in ("en", "nl"):
         row = next(line for line in text.splitlines() if line.startswith(f"| frozen | {lang} |"))
         assert row.rstrip(" |").endswith("yes"), row
+    assert "| dense on cs alone, from scratch (baseline) |" in text
     assert "## Adding a language: cs" in (d / "RESULTS.md").read_text()

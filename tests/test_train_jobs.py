@@ -213,17 +213,34 @@ def test_add_language_lr_sets_each_stage_20_training_s_learning_rate(tmp_path: P
         (recipe / "exp" / "add_cs" / sub / "train.yaml").write_text("max_epoch: 1\n")
     add = ["--add_language", "cs", "--add_language_mode", "frozen shared"]
     done = run_stage(recipe, fake, train_jobs="all", stage=20, systems="dense pathways_imp",
-                     extra=add + ["--add_language_lr", "frozen=0.016 dense=2e-3"])
+                     extra=add + ["--add_language_lr", "frozen=0.016 dense=2e-3 scratch=0.004"])
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    args = {tag: read(fake, f"add_cs_{tag}", "args") for tag in ("frozen", "shared", "dense")}
+    args = {tag: read(fake, f"add_cs_{tag}", "args")
+            for tag in ("frozen", "shared", "dense", "scratch")}
     assert "--optim_conf lr=0.016" in args["frozen"] and "--freeze_pathways" in args["frozen"]
     assert "--optim_conf" not in args["shared"]
     assert "--optim_conf lr=2e-3" in args["dense"]
+    # the from-scratch baseline: the dense baseline's config, random weights
+    assert "--optim_conf lr=0.004" in args["scratch"] and "--init_param" not in args["scratch"]
+    assert "add_cs/init_dense/train.yaml" in args["scratch"] and "--init_param" in args["dense"]
     for bad in ("frozen=fast", "lap=0.1"):
         proc = run_stage(recipe, tmp_path / "fake_bad", train_jobs="all", stage=20,
                          systems="dense pathways_imp", extra=add + ["--add_language_lr", bad])
         assert proc.returncode != 0 and f"--add_language_lr: '{bad}'" in proc.stderr, bad
         assert not (tmp_path / "fake_bad" / "calls").exists()
+
+
+def test_a_boolean_option_that_is_not_true_or_false_stops_before_anything_runs(
+        tmp_path: Path) -> None:
+    """pathways.sh runs its boolean options as commands (``if "$x"``): ``yes`` would run
+    ``yes`` forever.  Any other value than true/false is one line naming the option."""
+    recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
+    for opt in ("--add_language_scratch", "--match_compute", "--skip_data_prep"):
+        proc = run_stage(recipe, fake, train_jobs="all", extra=[opt, "yes"])
+        assert proc.returncode == 1, opt
+        assert proc.stderr.strip().splitlines()[-1].endswith(
+            f"{opt} must be true or false, got 'yes'"), proc.stderr
+    assert not (fake / "calls").exists()
 
 
 def test_a_finished_run_resumed_with_other_options_that_trains_nothing_is_redone(
@@ -264,7 +281,8 @@ def test_a_scratch_expdir_leaves_the_main_reports_alone(tmp_path: Path) -> None:
     report = ("# Results: adding a language\n\n## Adding a language: cs\n\n| System |\n\n"
               "### Stage timings\n\nn/a\n")
     (recipe / "RESULTS_add_cs.md").write_text(report)
-    add = ["--add_language", "cs", "--add_language_mode", "frozen", "--add_language_baseline", "false"]
+    add = ["--add_language", "cs", "--add_language_mode", "frozen", "--add_language_baseline", "false",
+           "--add_language_scratch", "false"]
     for expdir in ("exp_scratch", "exp"):
         (recipe / expdir / "add_cs" / "init").mkdir(parents=True, exist_ok=True)
         (recipe / expdir / "add_cs" / "init" / "train.yaml").write_text("max_epoch: 1\n")

@@ -43,7 +43,12 @@ def export_pathway(
     import yaml
 
     from espnet_pathways.checkpoint import load_state_dict
-    from espnet_pathways.fileio import atomic_output, atomic_write_text, read_yaml_mapping
+    from espnet_pathways.fileio import (
+        atomic_output,
+        atomic_write_text,
+        exclusive_lock,
+        read_yaml_mapping,
+    )
     from espnet_pathways.languages import UnknownLanguageError
     from espnet_pathways.masks import PathwayMasks
     from espnet_pathways.packing import is_compact_file, load_compact
@@ -82,14 +87,8 @@ def export_pathway(
     # Options of our model that ESPnet's ESPnetASRTransducerModel does not take.
     cfg["model_conf"] = {k: v for k, v in (cfg.get("model_conf") or {}).items()
                          if k not in ("rnnt_loss_impl", "output_vocab_sizes")}
-    out = Path(out_dir)
-    # Each file through a temporary name: a failed export keeps an earlier one whole
-    # (model.pth first, config.yaml last: a config never names a model not yet there).
-    with atomic_output(out / "model.pth", suffix=".pth") as tmp:
-        torch.save(out_state, str(tmp))
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, allow_unicode=True))
-
-    if check:  # plain ESPnet must find every parameter of its model in the file
+    if check:  # plain ESPnet must find every parameter of its model in the file (checked
+        # before anything is written: a failed check keeps an earlier export)
         from espnet2.tasks.asr_transducer import ASRTransducerTask
 
         model = ASRTransducerTask.build_model(argparse.Namespace(**cfg))
@@ -111,13 +110,21 @@ def export_pathway(
         "sparsity": round(masks.sparsity(lang), 6),
         "all_parameters": int(sum(v.numel() for v in out_state.values())),
     }
-    if quantize_asr_model:
-        from espnet_pathways.quantize import quantize_model_file
+    out = Path(out_dir)
+    with exclusive_lock(out, "this pathway export"):  # two exports into one dir: one fails
+        # Each file through a temporary name: a failed export keeps an earlier one whole
+        # (model.pth first, config.yaml then: a config never names a model not yet there;
+        # export.yaml, the record, last).
+        with atomic_output(out / "model.pth", suffix=".pth") as tmp:
+            torch.save(out_state, str(tmp))
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, allow_unicode=True))
+        if quantize_asr_model:
+            from espnet_pathways.quantize import quantize_model_file
 
-        q = quantize_model_file(out / "config.yaml", out / "model.pth", out / "model.int8.pth",
-                                quantize_modules)
-        info.update(int8_model=q["int8_file"], quantize_modules=q["quantize_modules"])
-    atomic_write_text(out / "export.yaml", yaml.safe_dump(info))
+            q = quantize_model_file(out / "config.yaml", out / "model.pth",
+                                    out / "model.int8.pth", quantize_modules)
+            info.update(int8_model=q["int8_file"], quantize_modules=q["quantize_modules"])
+        atomic_write_text(out / "export.yaml", yaml.safe_dump(info))
     logging.info("exported %s pathway (sparsity %.3f) to %s", lang, info["sparsity"], out)
     return info
 

@@ -59,10 +59,12 @@ Options (defaults in brackets; see docs/recipe.md):
                               all weights inside the old union [--target_sparsity]
   --add_language_decode_old_shared B  stage 21 re-decodes the old languages with the
                               shared-mode model too (frozen mode always) [false]
+  --add_language_scratch B    also a dense model trained on the new language alone from
+                              scratch (random weights), same config and steps [true]
   --add_language_lr \"M=LR ...\"  peak learning rate of each stage-20 training (M: frozen,
-                              shared, dense = the baseline), chosen on the new language's dev
-                              set; a training not named keeps its config's
-                              [\"frozen=0.008 shared=0.004 dense=0.002\": Czech dev, session 8]
+                              shared, dense = the baseline, scratch), chosen on the new
+                              language's dev set; a training not named keeps its config's
+                              [\"frozen=0.008 shared=0.004 dense=0.002 scratch=0.004\": Czech dev]
 "
 
 # General
@@ -130,11 +132,12 @@ add_language_from=pathways_imp  # the trained pathway system that is grown
 add_language_config=""       # training config of the new pathway [--prune_config: IMP on one language]
 add_language_data_opts=""    # local/data.sh options [--langs CODE --out_dir data/lang_CODE]
 add_language_baseline=true   # also the dense model fine-tuned on the new language alone
+add_language_scratch=true    # also a dense model trained on the new language alone from scratch
 add_language_init_free=dense  # free weights of the grown model: dense (the dense model's) or zero
 add_language_shared_from=""  # old language whose pathway the new one starts from ["": all-ones]
 add_language_sparsity=""     # the new pathway's target sparsity [--target_sparsity]
 add_language_decode_old_shared=false  # stage 21: re-decode old languages in shared mode too
-add_language_lr="frozen=0.008 shared=0.004 dense=0.002"  # stage 20 peak LRs, chosen on Czech dev
+add_language_lr="frozen=0.008 shared=0.004 dense=0.002 scratch=0.004"  # stage 20 peak LRs, chosen on Czech dev
 
 . "$(dirname "$0")/utils/parse_options.sh"
 [ $# -gt 0 ] && { echo "$0: unexpected arguments: $*" >&2; exit 1; }
@@ -151,6 +154,12 @@ esac
 case "$cpu_ranks" in
   ''|*[!0-9]*|0) echo "$0: --cpu_ranks must be a positive integer, got '${cpu_ranks}'" >&2; exit 1 ;;
 esac
+for b in skip_data_prep check_splits match_compute pack_compact add_language_baseline \
+         add_language_scratch add_language_decode_old_shared; do  # run as commands below
+  case "${!b}" in true|false) ;;
+    *) echo "$0: --${b} must be true or false, got '${!b}'" >&2; exit 1 ;;
+  esac
+done
 if [ "$ngpu" -gt 0 ] && [ "$train_jobs" != 1 ]; then
   echo "$0: --train_jobs ${train_jobs} with --ngpu ${ngpu}: GPUs are not shared between" \
        "trainings; use --train_jobs 1" >&2; exit 1
@@ -943,7 +952,7 @@ stage_add_grow() {
     --asr_train_config "${add_src}/config.yaml" --asr_model_file "${add_src}/${inference_model}" \
     --segment "${add_feats}/${train_set}_${l}" "${add_feats}/${valid_set}_${l}" \
     --out_dir "${add_dir}/init"
-  if "$add_language_baseline"; then
+  if "$add_language_baseline" || "$add_language_scratch"; then  # (scratch: its config)
     ${python} -m espnet_pathways.bin.add_language "${grow[@]}" \
       --asr_train_config "${expdir}/asr_${dense_tag}/config.yaml" \
       --asr_model_file "$(dense_model)" --out_dir "${add_dir}/init_dense"
@@ -961,7 +970,7 @@ stage_add_grow() {
   done
 }
 
-# add_lr_args M: --optim_conf lr=LR for stage-20 training M (frozen, shared, dense) when
+# add_lr_args M: --optim_conf lr=LR for stage-20 training M (frozen, shared, dense, scratch) when
 # --add_language_lr names it (ESPnet merges it into the config's optim_conf).
 add_lr_args() {
   local kv
@@ -971,12 +980,12 @@ add_lr_args() {
   return 0
 }
 
-check_add_lr() {  # every --add_language_lr entry is M=number with M frozen|shared|dense
+check_add_lr() {  # every --add_language_lr entry is M=number with M frozen|shared|dense|scratch
   local kv
   for kv in ${add_language_lr}; do
     case "$kv" in
-      frozen=*|shared=*|dense=*) ;;
-      *) echo "$0: --add_language_lr: '${kv}' is not frozen=LR, shared=LR or dense=LR" >&2; exit 1 ;;
+      frozen=*|shared=*|dense=*|scratch=*) ;;
+      *) echo "$0: --add_language_lr: '${kv}' is not frozen=LR, shared=LR, dense=LR or scratch=LR" >&2; exit 1 ;;
     esac
     [[ "${kv#*=}" =~ ^[0-9]*\.?[0-9]+([eE]-?[0-9]+)?$ ]] ||
       { echo "$0: --add_language_lr: '${kv}': the learning rate is not a number" >&2; exit 1; }
@@ -1005,6 +1014,10 @@ stage_add_train() {
     add_env queue_training "add_${l}_dense" "${add_dir}/init_dense/train.yaml" \
       --init_param "${add_dir}/init_dense/model.pth" $(add_lr_args dense)
   fi
+  if "$add_language_scratch"; then  # the same, from random weights (no --init_param)
+    add_env queue_training "add_${l}_scratch" "${add_dir}/init_dense/train.yaml" \
+      $(add_lr_args scratch)
+  fi
   add_env run_queued_trainings
 }
 
@@ -1015,6 +1028,7 @@ stage_add_results() {
   local l=$add_language systems_add=() args=()
   for mode in ${add_language_mode}; do systems_add+=("add_${l}_${mode}"); done
   "$add_language_baseline" && systems_add+=("add_${l}_dense")
+  "$add_language_scratch" && systems_add+=("add_${l}_scratch")
   for s in "${systems_add[@]}"; do
     decode_tag="${decode_tag}_${l}" add_env decode_system "$s" "$l"
     for t in ${test_sets}; do
@@ -1044,6 +1058,7 @@ stage_add_results() {
   done
   for mode in ${add_language_mode}; do args+=(--system "${mode}=${expdir}/asr_add_${l}_${mode}"); done
   "$add_language_baseline" && args+=(--baseline "${expdir}/asr_add_${l}_dense")
+  "$add_language_scratch" && args+=(--scratch "${expdir}/asr_add_${l}_scratch")
   ${python} -m espnet_pathways.bin.add_language_results --lang "$l" --old_langs ${languages} \
     --before "$add_src" "${args[@]}" --grown "${add_dir}/init" --decode_dir "$decode_tag" \
     --out "$(add_results)" --results "$results" --stage_times "$times"
