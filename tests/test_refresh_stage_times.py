@@ -70,6 +70,21 @@ def test_a_file_without_the_table_is_left_alone(tmp_path: Path) -> None:
     assert res.read_text() == "# Results\n\nno timings here\n"
 
 
+def test_a_rerun_that_reused_earlier_runs_says_so(tmp_path: Path) -> None:
+    """A stage rerun that found trainings/decodings done (5th column) took less than the
+    stage costs: its Minutes cell says how many runs it reused; a 4-column line (written
+    before the column existed) reads as none reused."""
+    times = times_file(tmp_path, MAIN + "2026-01-01 10:40:00\t5\ttrain the dense "
+                       "multilingual transducer\t30\t1\n2026-01-01 10:50:00\t13\tRESULTS.md\t6\t0\n")
+    res = tmp_path / "RESULTS.md"
+    res.write_text(results_text("| old |", "| cs |", "| pl |"))
+    main(["--stage_times", str(times), "--results", str(res)])
+    table = res.read_text().split("## Stage timings\n\n", 1)[1].split("\n\n## Environment")[0]
+    assert "| 5 | train the dense multilingual transducer | 2026-01-01 10:40:00 | " \
+        "0.5 (1 run reused) |" in table
+    assert "| 13 | RESULTS.md | 2026-01-01 10:50:00 | 0.1 |" in table
+
+
 def test_a_malformed_times_file_is_one_line_and_the_results_stay(tmp_path: Path, capsys) -> None:
     import pytest
 

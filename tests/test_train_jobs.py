@@ -153,6 +153,10 @@ def test_a_failed_job_is_named_the_other_is_kept_and_a_rerun_trains_only_it(tmp_
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
     assert (tmp_path / "fake2" / "calls").read_text().split() == ["dense_small"]
     assert "dense_ft: already trained with this config" in rerun.stdout
+    # the rerun's stage time covers one training: stage_times.tsv says one was reused
+    last = (recipe / "exp" / "stage_times.tsv").read_text().splitlines()[-1].split("\t")
+    assert last[1] == "6" and last[4] == "1", last
+    assert not (recipe / "exp" / ".stage_reused").exists()
 
 
 def test_a_training_given_several_threads_runs_as_gloo_ddp_ranks(tmp_path: Path) -> None:

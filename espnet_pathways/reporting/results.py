@@ -432,9 +432,12 @@ ADD_LANGUAGE_STAGES = range(18, 22)
 
 def stage_times_section(path: Path, stages: Sequence[int] = MAIN_STAGES,
                         name_prefix: str = "") -> str:
-    """The pipeline's stage timings (``exp/stage_times.tsv``: date, stage, name, seconds).
+    """The pipeline's stage timings (``exp/stage_times.tsv``: date, stage, name, seconds
+    and, since session 9, how many trainings/decodings the stage found done and reused).
 
-    The latest run of each stage counts, so a rerun of one stage updates its row.  Only
+    The latest run of each stage counts, so a rerun of one stage updates its row; a run
+    that reused earlier work says so in its Minutes cell ("3.0 (2 runs reused)"): its time
+    is less than the stage's full cost.  Only
     the ``stages`` whose name starts with ``name_prefix`` are listed: RESULTS.md shows the
     main pipeline, RESULTS_add_<code>.md the stages that added <code> (named
     ``add <code>: ...``), although one exp dir's file records both.
@@ -451,20 +454,23 @@ def stage_times_section(path: Path, stages: Sequence[int] = MAIN_STAGES,
             continue
         parts = line.split("\t")
         try:
-            if len(parts) != 4:
+            if len(parts) not in (4, 5):
                 raise ValueError(line)
             n, name, when, sec = int(parts[1]), parts[2], parts[0], int(parts[3])
+            reused = int(parts[4]) if len(parts) == 5 else 0
         except ValueError:
             raise ResultsInputError(
-                f"{path}:{lineno}: expected 'date<TAB>stage<TAB>name<TAB>seconds', got {line!r}"
+                f"{path}:{lineno}: expected 'date<TAB>stage<TAB>name<TAB>seconds"
+                f"[<TAB>reused runs]', got {line!r}"
             ) from None
         if n in stages and name.startswith(name_prefix):
-            latest[(n, name)] = (when, sec)
+            latest[(n, name)] = (when, sec, reused)
     if not latest:
         logger.warning("no times of stages %d-%d in %s", stages[0], stages[-1], path)
         return NA
-    rows = [(str(n), name, when, f"{sec / 60:.1f}") for (n, name), (when, sec) in sorted(latest.items())]
-    total = sum(sec for _, sec in latest.values())
+    rows = [(str(n), name, when, f"{sec / 60:.1f}" + (f" ({reused} run{'s' * (reused != 1)} reused)" if reused else ""))
+            for (n, name), (when, sec, reused) in sorted(latest.items())]
+    total = sum(sec for _, sec, _ in latest.values())
     rows.append(("", "total", "", f"{total / 60:.1f}"))
     return md_table(["Stage", "What", "Finished", "Minutes"], rows, align_right_from=3)
 

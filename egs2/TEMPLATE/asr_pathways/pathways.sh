@@ -188,6 +188,7 @@ fi
 token_list=${token_dir}/tokens.txt
 stats_dir=${expdir}/asr_stats_${token_mode}${nbpe}
 times=${expdir}/stage_times.tsv
+reused_log=${expdir}/.stage_reused  # a line per training/decoding a stage reused (run_stage)
 mkdir -p "$expdir"
 # The reports: a scratch --expdir (a sweep, a tuning run) must not rewrite the main run's
 # RESULTS.md; RESULTS_add_<code>.md sits beside RESULTS.md.
@@ -201,11 +202,15 @@ run_stage() {
   local n=$1 name=$2; shift 2
   if [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ]; then
     log "Stage ${n}: ${name}"
-    local t0=$SECONDS
+    local t0=$SECONDS reused=0
+    rm -f "$reused_log"
     "$@"
     local dt=$((SECONDS - t0))
-    printf '%s\t%s\t%s\t%s\n' "$(date '+%F %T')" "$n" "$name" "$dt" >>"$times"
-    log "Stage ${n} done in ${dt} s"
+    [ -f "$reused_log" ] && reused=$(wc -l <"$reused_log") && rm -f "$reused_log"
+    # 5th column: trainings and decodings found done and not redone (the time is then
+    # less than a full run of the stage; the reports say so)
+    printf '%s\t%s\t%s\t%s\t%s\n' "$(date '+%F %T')" "$n" "$name" "$dt" "$reused" >>"$times"
+    log "Stage ${n} done in ${dt} s$([ "$reused" -gt 0 ] && echo " (${reused} trainings/decodings reused)")"
     refresh_stage_times "$n"
   fi
 }
@@ -339,7 +344,7 @@ train_system() {
   local dir=${expdir}/asr_${tag} sub=${sub:-}
   local sig; sig=$(train_signature "$config" "$@")
   if trained_already "$tag" "$config" "$@"; then
-    log "${tag}: already trained with this config (${dir}); skipping"; return
+    log "${tag}: already trained with this config (${dir}); skipping"; echo "$tag" >>"$reused_log"; return
   fi
   local finished_as="" log_lines=0
   [ -f "${dir}/.done" ] && finished_as=$(cat "${dir}/.done")
@@ -443,6 +448,7 @@ run_queued_trainings() {
     eval "job=(${queued[i]})"
     if sub=${queued_subs[i]} trained_already "${job[@]}"; then
       log "${job[0]}: already trained with this config (${expdir}/asr_${job[0]}); skipping"
+      echo "${job[0]}" >>"$reused_log"
     else
       todo+=("$i")
     fi
@@ -712,7 +718,7 @@ decode_system() {
   for t in ${test_sets}; do
     local data=${data_feats}/${t}${only:+_${only}} out=${dir}/${decode_tag}/${t}
     if [ -f "${out}/text" ] && [ "${out}/text" -nt "$model" ] && [ "${out}/text" -nt "$decode_config" ]; then
-      log "${tag}/${t}: decoded already; skipping"; continue
+      log "${tag}/${t}: decoded already; skipping"; echo "${tag}/${t}" >>"$reused_log"; continue
     fi
     rm -rf "${out}/logdir"; mkdir -p "${out}/logdir"
     local n; n=$(wc -l <"${data}/wav.scp"); local jobs=$((n < nj ? n : nj))
