@@ -123,7 +123,7 @@ def build_report(lang: str, old_langs: List[str], before: Path, systems: Dict[st
     named = dict(systems)
     dense = []  # the baselines: no parameters added, no pathway
     if baseline is not None:
-        named[f"dense on {lang} alone (baseline)"] = baseline
+        named[f"dense on {lang} alone, from the dense model (baseline)"] = baseline
         dense.append(baseline)
     if scratch is not None:
         named[f"dense on {lang} alone, from scratch (baseline)"] = scratch
