@@ -13,6 +13,7 @@ normalize, encoder, decoder and joint-network options, same YAML) plus:
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,7 +91,13 @@ class ASRPathwaysTask(ASRTransducerTask):
     @classmethod
     def build_sequence_iter_factory(cls, args: argparse.Namespace, iter_options, mode: str):
         """ESPnet's sequence iterator; with ``--language_batches homogeneous`` its
-        training batches are replaced by :class:`LanguageHomogeneousSampler`'s."""
+        training batches are replaced by :class:`LanguageHomogeneousSampler`'s.
+
+        Under DDP, ESPnet's dataset loads only the utterances of this rank's share of
+        *its own* batches (``keys_to_load``); ours are other batches, so the dataset is
+        rebuilt for the keys of this rank's share of ours (without that, a rank asked for
+        an utterance its dataset never loaded: KeyError in the first step).
+        """
         factory = super().build_sequence_iter_factory(args, iter_options, mode)
         if not (iter_options.train and getattr(args, "language_batches", "mixed") == "homogeneous"):
             return factory
@@ -120,6 +127,8 @@ class ASRPathwaysTask(ASRTransducerTask):
             batches = [b[rank::world] for b in batches]
         logging.info("[%s] Batch sampler replaced: %s", mode, sampler)
         factory.sampler = RawSampler(batches)
+        factory.dataset = cls.build_dataset(args, iter_options,
+                                            set(itertools.chain.from_iterable(batches)))
         return factory
 
     @classmethod
