@@ -76,6 +76,30 @@ def test_lone_cpu_trainings_ran_as_two_gloo_ranks(recipe):
     assert re.search(r"\[\S+:0/2\]", (d / "exp/asr_dense/train.log").read_text())  # rank 0 of 2
 
 
+def test_a_pathway_training_runs_as_two_gloo_ranks(recipe):
+    """The pathway stage's trainings share the cores as 1-thread jobs here, so one of them
+    runs again as 2 gloo ranks: the command pathways.sh logged for pathways_imp (masks,
+    language-homogeneous batches) through torchrun, in ESPnet's external-launcher mode.
+    It trains the steps and utterances per language of the one-process run (before
+    session 9 it stopped at step 1: KeyError, a rank's dataset lacked its batches' keys)."""
+    d, _ = recipe
+    log = (d / "exp/asr_pathways_imp/train.log").read_text().splitlines()
+    header = next(line for line in log if line.startswith("===== "))
+    argv = header.split(": ", 1)[1].rsplit(" =====", 1)[0].split()
+    assert argv[1:3] == ["-m", "espnet_pathways.bin.asr_pathways_train"], argv[:3]
+    argv[argv.index("--output_dir") + 1] = "exp/ddp_pathways_imp"
+    cmd = ["env", "OMP_NUM_THREADS=1", sys.executable, "-m", "torch.distributed.run",
+           "--standalone", "--nnodes", "1", "--nproc_per_node", "2", "--no-python",
+           sys.executable, *argv[1:], "--multiprocessing_distributed", "false",
+           "--dist_backend", "gloo"]
+    proc = run(cmd, d, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert re.search(r"\[\S+:0/2\]", proc.stderr)  # rank 0 of 2
+    one, two = (json.loads((d / f"exp/{x}/compute.json").read_text())
+                for x in ("asr_pathways_imp", "ddp_pathways_imp"))
+    assert two == one
+
+
 def test_masks_and_sparsity_reach_the_target(recipe):
     d, _ = recipe
     info = json.loads((d / "exp/asr_pathways_imp/system_info.json").read_text())
