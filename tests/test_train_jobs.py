@@ -92,7 +92,9 @@ def run_stage(recipe: Path, fake_dir: Path, train_jobs: object, rendezvous: int 
         ["bash", "egs2/TEMPLATE/asr_pathways/pathways.sh", "--languages", languages,
          "--stage", str(stage), "--stop_stage", str(stage), "--systems", systems,
          "--train_jobs", str(train_jobs), "--cpu_ranks", str(cpu_ranks),
-         "--python", str(recipe / "fake_python"), *extra],
+         "--python", str(recipe / "fake_python"),
+         "--train_job_mem_mb", "1",  # fake trainings take no memory: never capped by it
+         *extra],
         cwd=recipe, env=env, capture_output=True, text=True, timeout=180)
 
 
@@ -124,6 +126,22 @@ def test_one_job_runs_them_one_after_the_other_with_all_threads(tmp_path: Path) 
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert (tmp_path / "fake2" / "calls").read_text().split() == ["dense_small"]
     assert read(tmp_path / "fake2", "dense_small", "threads") == "4"
+
+
+def test_a_pool_starts_no_more_trainings_than_fit_in_memory(tmp_path: Path) -> None:
+    """--train_job_mem_mb: with more memory a training than the machine has available,
+    `all` runs them one after the other (with all threads), and says why; a value that
+    is not a positive integer stops the script before any training."""
+    recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
+    done = run_stage(recipe, fake, train_jobs="all", extra=["--train_job_mem_mb", "100000000"])
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "(--train_job_mem_mb): at most 1 of 2 at once" in done.stdout
+    for tag in ("dense_ft", "dense_small"):
+        assert read(fake, tag, "others") == "0" and read(fake, tag, "threads") == "4"
+    bad = run_stage(recipe, tmp_path / "fake_bad", train_jobs="all",
+                    extra=["--train_job_mem_mb", "2GB"])
+    assert bad.returncode == 1 and "--train_job_mem_mb must be a positive integer" in bad.stderr
+    assert not (tmp_path / "fake_bad" / "calls").exists()
 
 
 def test_all_starts_every_training_of_the_stage_at_once(tmp_path: Path) -> None:

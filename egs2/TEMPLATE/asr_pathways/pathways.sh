@@ -22,6 +22,9 @@ Options (defaults in brackets; see docs/recipe.md):
                               least 1); GPUs are not shared between trainings, so with
                               --ngpu >= 1 it must be 1 [CPU: all (every training of the
                               stage at once); GPU: 1]
+  --train_job_mem_mb M        CPU: memory one training takes; a pool starts no more trainings
+                              at once than MemAvailable / M (at least 1) [2500: ~2.0 GB
+                              measured with conf/train_dense.yaml, trainer + data worker]
   --cpu_ranks N               on the CPU, a training given T >= 2 threads (on 2 cores: a stage's
                               only one) runs as min(N, T) torch DDP ranks (gloo) of T/ranks
                               threads each, started by torch's launcher (torchrun) in ESPnet's
@@ -75,6 +78,7 @@ ngpu=0
 num_nodes=1
 train_jobs=""                # independent trainings of a stage at once: N or all ["": all on the CPU, 1 with GPUs]
 cpu_ranks=1                  # CPU: a training given T threads -> min(cpu_ranks, T) gloo DDP ranks
+train_job_mem_mb=2500        # CPU: memory of one training; caps a pool at MemAvailable / this
 python=python3
 cmd_backend=local            # see cmd.sh
 expdir=exp
@@ -153,6 +157,9 @@ case "$train_jobs" in
 esac
 case "$cpu_ranks" in
   ''|*[!0-9]*|0) echo "$0: --cpu_ranks must be a positive integer, got '${cpu_ranks}'" >&2; exit 1 ;;
+esac
+case "$train_job_mem_mb" in
+  ''|*[!0-9]*|0) echo "$0: --train_job_mem_mb must be a positive integer, got '${train_job_mem_mb}'" >&2; exit 1 ;;
 esac
 for b in skip_data_prep check_splits match_compute pack_compact add_language_baseline \
          add_language_scratch add_language_decode_old_shared; do  # run as commands below
@@ -442,6 +449,20 @@ prefixed() {
 # further training starts, those running are waited for (a finished one writes its
 # .done, so a rerun trains only the others), the failed ones are named with their log,
 # and the script exits 1.
+# memory_cap N: lowers the caller's `max` (trainings at once, of N) on the CPU to those
+# that fit in MemAvailable at --train_job_mem_mb each (at least 1), with a log line.  Too
+# many at once swap (session 8: ten 2-GB trainings on 24 GB thrashed) or are OOM-killed.
+memory_cap() {
+  local n=$1 avail fit
+  avail=$(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo 2>/dev/null)
+  [ "$ngpu" -eq 0 ] && [ -n "$avail" ] && [ "$max" -gt 1 ] || return 0
+  fit=$((avail / train_job_mem_mb)); [ "$fit" -ge 1 ] || fit=1
+  if [ "$fit" -lt "$max" ]; then
+    log "memory: ${avail} MB available, ~${train_job_mem_mb} MB a training (--train_job_mem_mb): at most ${fit} of ${n} at once"
+    max=$fit
+  fi
+}
+
 run_queued_trainings() {
   local todo=() i job=()
   for i in "${!queued[@]}"; do
@@ -455,6 +476,7 @@ run_queued_trainings() {
   done
   local n=${#todo[@]} max=$train_jobs all_threads=${OMP_NUM_THREADS:-1}
   [ "$max" != all ] && [ "$max" -le "$n" ] || max=$n
+  memory_cap "$n"
   local next=0 running=0 finished=0 failed=() k threads pid
   local -A tag_of=()
   while :; do
