@@ -67,7 +67,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     """
     from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
 
-    args = ASRPathwaysTask.get_parser().parse_args(cmd)
+    args = get_parser().parse_args(cmd)
     if not args.print_config:
         check_input_files(args)
     ASRPathwaysTask.main(args=args)

@@ -468,7 +468,11 @@ def stage_times_section(path: Path, stages: Sequence[int] = MAIN_STAGES,
     if not latest:
         logger.warning("no times of stages %d-%d in %s", stages[0], stages[-1], path)
         return NA
-    rows = [(str(n), name, when, f"{sec / 60:.1f}" + (f" ({reused} run{'s' * (reused != 1)} reused)" if reused else ""))
+    def minutes(sec: int, reused: int) -> str:
+        note = f" ({reused} run{'s' * (reused != 1)} reused)" if reused else ""
+        return f"{sec / 60:.1f}{note}"
+
+    rows = [(str(n), name, when, minutes(sec, reused))
             for (n, name), (when, sec, reused) in sorted(latest.items())]
     total = sum(sec for _, sec, _ in latest.values())
     rows.append(("", "total", "", f"{total / 60:.1f}"))

@@ -346,12 +346,18 @@ trained_already() {
 # say a new learning rate), the old run is moved to asr_TAG.old (replacing an earlier
 # one) and the training starts afresh, instead of marking the old model done.
 # With sub=_<lang> set, trains on that language's data only.
+# skip_trained TAG DIR: TAG is trained already; say so and record it for the stage's
+# time (run_stage: a stage that reused work took less than it costs).
+skip_trained() {
+  log "$1: already trained with this config (${2}); skipping"; echo "$1" >>"$reused_log"
+}
+
 train_system() {
   local tag=$1 config=$2; shift 2
   local dir=${expdir}/asr_${tag} sub=${sub:-}
   local sig; sig=$(train_signature "$config" "$@")
   if trained_already "$tag" "$config" "$@"; then
-    log "${tag}: already trained with this config (${dir}); skipping"; echo "$tag" >>"$reused_log"; return
+    skip_trained "$tag" "$dir"; return
   fi
   local finished_as="" log_lines=0
   [ -f "${dir}/.done" ] && finished_as=$(cat "${dir}/.done")
@@ -442,13 +448,6 @@ prefixed() {
   { "$@" 2>&1 1>&3 3>&- | sed -u "s|^|${p}|" >&2; } 3>&1 | sed -u "s|^|${p}|"
 }
 
-# run_queued_trainings: the queued trainings not done already, up to --train_jobs (all:
-# every one) at a time (bash jobs and `wait -n`).  With k of them running at once on the
-# CPU (k = min(train_jobs, trainings of the stage not finished)) each gets max(1, OMP_NUM_THREADS
-# / k) threads, so a stage's last or only training keeps all of them.  When one fails, no
-# further training starts, those running are waited for (a finished one writes its
-# .done, so a rerun trains only the others), the failed ones are named with their log,
-# and the script exits 1.
 # memory_cap N: lowers the caller's `max` (trainings at once, of N) on the CPU to those
 # that fit in MemAvailable at --train_job_mem_mb each (at least 1), with a log line.  Too
 # many at once swap (session 8: ten 2-GB trainings on 24 GB thrashed) or are OOM-killed.
@@ -463,13 +462,19 @@ memory_cap() {
   fi
 }
 
+# run_queued_trainings: the queued trainings not done already, up to --train_jobs (all:
+# every one) at a time (bash jobs and `wait -n`).  With k of them running at once on the
+# CPU (k = min(train_jobs, trainings of the stage not finished)) each gets max(1, OMP_NUM_THREADS
+# / k) threads, so a stage's last or only training keeps all of them.  When one fails, no
+# further training starts, those running are waited for (a finished one writes its
+# .done, so a rerun trains only the others), the failed ones are named with their log,
+# and the script exits 1.
 run_queued_trainings() {
   local todo=() i job=()
   for i in "${!queued[@]}"; do
     eval "job=(${queued[i]})"
     if sub=${queued_subs[i]} trained_already "${job[@]}"; then
-      log "${job[0]}: already trained with this config (${expdir}/asr_${job[0]}); skipping"
-      echo "${job[0]}" >>"$reused_log"
+      skip_trained "${job[0]}" "${expdir}/asr_${job[0]}"
     else
       todo+=("$i")
     fi
