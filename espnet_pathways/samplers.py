@@ -15,8 +15,10 @@ packs each batch from a single language:
    utterances of similar length.  (CategoryPowerSampler packs them in random order: on
    the embedded corpus such batches are padded to 1.9x their audio, and a pathway step
    cost twice a dense one; ``benchmarks/bench_batch_padding.py``.)  The language's
-   batches are drawn in random order, cycled when it is up-sampled; every epoch
-   shuffles the batch order (ESPnet's iterator), as with numel.
+   batches are drawn in random order, cycled when it is up-sampled.  Every epoch is a
+   new draw (:meth:`LanguageHomogeneousSampler.generate`, which ESPnet's iterator calls
+   with ``epoch + seed``), so a down-sampled language sees different batches in each
+   epoch, and ESPnet shuffles the batch order, as with numel.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ class LanguageHomogeneousSampler(AbsSampler):
         shape_files: ESPnet shape files (the first one, e.g. speech_shape, is used).
         category2utt_file: ``lang utt1 utt2 ...`` per line.
         power: β of P(l) ∝ (n_l/N)^β.
-        seed: random seed (the epoch may be folded in by the caller).
+        seed: random seed of the draw that iterating the sampler gives.
         min_batch_size: smallest batch kept (e.g. the number of DDP workers).
     """
 
@@ -65,25 +67,41 @@ class LanguageHomogeneousSampler(AbsSampler):
                 f"{len(missing)} utterances of {category2utt_file} are not in "
                 f"{shape_files[0]}, e.g. {missing[:3]}"
             )
-        rng = random.Random(seed)
         bins = {lang: sum(sizes[u] for u in utts) for lang, utts in self.category2utt.items()}
         total = sum(bins.values())
         weights = {lang: (b / total) ** power for lang, b in bins.items()}
         norm = sum(weights.values())
         self.language_probs = {lang: w / norm for lang, w in weights.items()}
         n_batches = max(1, math.ceil(total / batch_bins))
+        self.packed: Dict[str, List[Tuple[str, ...]]] = {
+            lang: self._pack_by_length(lang, utts, sizes, min_batch_size)
+            for lang, utts in self.category2utt.items()
+        }
+        self.wanted = {lang: max(1, round(self.language_probs[lang] * n_batches))
+                       for lang in self.category2utt}
+        self.seed = seed
+        self.batch_list: List[Tuple[str, ...]] = self.generate(seed)
 
-        self.batch_list: List[Tuple[str, ...]] = []
-        for lang in sorted(self.category2utt):
-            batches = self._pack_by_length(lang, self.category2utt[lang], sizes, min_batch_size)
-            want = max(1, round(self.language_probs[lang] * n_batches))
+    def generate(self, seed: int) -> List[Tuple[str, ...]]:
+        """One epoch's batches, drawn with ``seed``.
+
+        ESPnet's iterator asks for ``generate(epoch + seed)`` every epoch, so a language
+        drawn below its batch count (beta < 1 down-samples the large ones) contributes a
+        different subset each epoch and, over the epochs, all of its data; an up-sampled
+        one cycles through all of its batches before repeating any.
+        """
+        rng = random.Random(seed)
+        batch_list: List[Tuple[str, ...]] = []
+        for lang in sorted(self.packed):
+            batches, want = self.packed[lang], self.wanted[lang]
             drawn: List[Tuple[str, ...]] = []
             while len(drawn) < want:  # each cycle draws every batch once, in random order
                 cycle = list(batches)
                 rng.shuffle(cycle)
                 drawn.extend(cycle[:want - len(drawn)])
-            self.batch_list.extend(drawn)
-        rng.shuffle(self.batch_list)
+            batch_list.extend(drawn)
+        rng.shuffle(batch_list)
+        return batch_list
 
     def _pack_by_length(self, lang: str, utts: Sequence[str], sizes: Dict[str, int],
                         min_batch_size: int) -> List[Tuple[str, ...]]:
@@ -118,3 +136,24 @@ class LanguageHomogeneousSampler(AbsSampler):
         probs = ", ".join(f"{k}={v:.3f}" for k, v in sorted(self.language_probs.items()))
         return (f"{self.__class__.__name__}(N-batch={len(self)}, batch_bins={self.batch_bins}, "
                 f"power={self.power}, P(lang): {probs})")
+
+
+class RankShareSampler(AbsSampler):
+    """One DDP rank's share of every batch of ``sampler`` (``batch[rank::world]``, as
+    ESPnet shards its own batches), for every epoch's draw: all ranks draw the same
+    batches from the same seed, and each keeps its slice."""
+
+    def __init__(self, sampler: LanguageHomogeneousSampler, rank: int, world: int) -> None:
+        self.sampler, self.rank, self.world = sampler, rank, world
+
+    def generate(self, seed: int) -> List[Tuple[str, ...]]:
+        return [b[self.rank::self.world] for b in self.sampler.generate(seed)]
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[Tuple[str, ...]]:
+        return iter(self.generate(self.sampler.seed))
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(rank={self.rank}/{self.world}, {self.sampler!r})"

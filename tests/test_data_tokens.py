@@ -157,6 +157,26 @@ def test_language_homogeneous_sampler(tmp_path):
         list(LanguageHomogeneousSampler(power=0.5, seed=3, **args))
 
 
+def test_language_homogeneous_sampler_draws_anew_every_epoch(tmp_path):
+    """ESPnet's iterator asks for ``generate(epoch + seed)``: a down-sampled language
+    gets a different subset of its batches in each epoch and, over the epochs, all of
+    them; the same seed gives the same draw (every DDP rank draws alike)."""
+    from espnet_pathways.samplers import LanguageHomogeneousSampler, RankShareSampler
+
+    utts = {"en": [f"en-{i}" for i in range(60)], "it": [f"it-{i}" for i in range(10)]}
+    (tmp_path / "shape").write_text("".join(f"{u} 100\n" for us in utts.values() for u in us))
+    (tmp_path / "c2u").write_text("".join(f"{k} {' '.join(v)}\n" for k, v in utts.items()))
+    s = LanguageHomogeneousSampler(batch_bins=500, shape_files=[str(tmp_path / "shape")],
+                                   category2utt_file=str(tmp_path / "c2u"), power=0.0, seed=3)
+    assert list(s) == s.generate(3) and s.generate(5) == s.generate(5)
+    en = [{u for b in s.generate(e) for u in b if u.startswith("en")} for e in range(1, 9)]
+    assert len(en[0]) < 60 and en[0] != en[1]  # down-sampled: a subset, not the same one
+    assert set().union(*en) == set(utts["en"])  # over the epochs, all of its data
+    halves = [RankShareSampler(s, r, 2).generate(4) for r in (0, 1)]
+    assert [a + b for a, b in zip(*halves)] != [] and all(
+        sorted(a + b) == sorted(full) for a, b, full in zip(*halves, s.generate(4)))
+
+
 def test_language_homogeneous_sampler_packs_similar_lengths(tmp_path):
     """Batches are cut from each language's utterances sorted by length (as numel packs
     the corpus), so padding stays small; DDP's minimum batch size is respected."""

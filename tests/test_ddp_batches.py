@@ -47,8 +47,8 @@ def as_ids(uid: str, data: dict) -> dict:
 
 
 def rank_keys(data: Path, rank: int, monkeypatch) -> list:
-    """Every utterance id that rank ``rank`` of 2 reads in an epoch (read through the
-    factory's dataset, so an id it did not load raises)."""
+    """Every utterance id that rank ``rank`` of 2 reads in three epochs, each a new draw
+    (read through the factory's dataset, so an id it did not load raises)."""
     from espnet2.tasks.abs_task import IteratorOptions
 
     from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask
@@ -67,7 +67,8 @@ def rank_keys(data: Path, rank: int, monkeypatch) -> list:
         num_batches=None, num_iters_per_epoch=None, train=True)
     factory = ASRPathwaysTask.build_sequence_iter_factory(args, opts, "train")
     seen = []
-    for batch in factory.sampler.generate(0):
+    batches = [b for epoch in (1, 2, 3) for b in factory.sampler.generate(epoch + args.seed)]
+    for batch in batches:
         for uid in batch:
             key, item = factory.dataset[uid]  # KeyError for a key the rank did not load
             assert key == uid and "speech" in item

@@ -91,19 +91,19 @@ class ASRPathwaysTask(ASRTransducerTask):
     @classmethod
     def build_sequence_iter_factory(cls, args: argparse.Namespace, iter_options, mode: str):
         """ESPnet's sequence iterator; with ``--language_batches homogeneous`` its
-        training batches are replaced by :class:`LanguageHomogeneousSampler`'s.
+        training batches are replaced by :class:`LanguageHomogeneousSampler`'s, drawn
+        anew every epoch (ESPnet's iterator calls ``generate(epoch + seed)``).
 
         Under DDP, ESPnet's dataset loads only the utterances of this rank's share of
-        *its own* batches (``keys_to_load``); ours are other batches, so the dataset is
-        rebuilt for the keys of this rank's share of ours (without that, a rank asked for
-        an utterance its dataset never loaded: KeyError in the first step).
+        *its own* batches (``keys_to_load``); ours are other batches, different in every
+        epoch, so the dataset is rebuilt for every utterance a draw can hold (without
+        that, a rank asked for an utterance its dataset never loaded: KeyError in the
+        first step).
         """
         factory = super().build_sequence_iter_factory(args, iter_options, mode)
         if not (iter_options.train and getattr(args, "language_batches", "mixed") == "homogeneous"):
             return factory
-        from espnet2.iterators.sequence_iter_factory import RawSampler
-
-        from espnet_pathways.samplers import LanguageHomogeneousSampler
+        from espnet_pathways.samplers import LanguageHomogeneousSampler, RankShareSampler
 
         first = Path(iter_options.data_path_and_name_and_type[0][0])
         category2utt = first.parent / "category2utt"
@@ -121,14 +121,14 @@ class ASRPathwaysTask(ASRTransducerTask):
             seed=args.seed,
             min_batch_size=world,
         )
-        batches = list(sampler)
-        if distributed:
-            rank = torch.distributed.get_rank()
-            batches = [b[rank::world] for b in batches]
         logging.info("[%s] Batch sampler replaced: %s", mode, sampler)
-        factory.sampler = RawSampler(batches)
-        factory.dataset = cls.build_dataset(args, iter_options,
-                                            set(itertools.chain.from_iterable(batches)))
+        if distributed:
+            factory.sampler = RankShareSampler(sampler, torch.distributed.get_rank(), world)
+            factory.dataset = cls.build_dataset(
+                args, iter_options,
+                set(itertools.chain.from_iterable(sampler.category2utt.values())))
+        else:
+            factory.sampler = sampler
         return factory
 
     @classmethod
