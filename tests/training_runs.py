@@ -71,7 +71,23 @@ def optimizer_and_scheduler(model: torch.nn.Module):
 
 def run_training(model, output_dir: Path, plan: Plan, *, rank: int = 0, world: int = 1,
                  check=None, seed: int = 0, nonfinite=(), **overrides) -> None:
-    """``PathwayTrainer.run`` over ``plan`` (one rank's view), single process or DDP."""
+    """``PathwayTrainer.run`` over ``plan`` (one rank's view), single process or DDP.
+
+    One intra-op thread, as in :func:`killed_run`'s process: runs compared bit for bit
+    must reduce in the same order (with the default threads, a reference run in the
+    pytest process and a resumed one could differ in the last bit on a loaded machine).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _run_training(model, output_dir, plan, rank=rank, world=world, check=check,
+                      seed=seed, nonfinite=nonfinite, **overrides)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_training(model, output_dir: Path, plan: Plan, *, rank: int, world: int, check,
+                  seed: int, nonfinite, **overrides) -> None:
     from espnet_pathways.trainer import PathwayTrainer
 
     options = trainer_options(output_dir, **overrides)
