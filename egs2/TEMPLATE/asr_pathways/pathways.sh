@@ -47,7 +47,8 @@ Options (defaults in brackets; see docs/recipe.md):
   --match_compute true|false  pathway stage, dense_ft and pathways_random take the LSP
                               stage's total steps (false: --pathways_config's) [true]
   --dynamic_init mid|lap      pathways_dynamic starts from the dense model's middle-sparsity
-                              magnitude mask, or from the LAP masks (stage 8) [mid]
+                              magnitude mask, or from the LAP masks (stage 8; chosen on dev,
+                              docs/dynamic_pathways.md 4.1) [lap]
   --deploy_max_utts N         stage 16 (fp32 vs int8 table): test utterances per language [40]
   --add_language CODE         stages 18-21: add a language to a trained pathway model
                               (docs/add_language.md); never run by default
@@ -110,7 +111,7 @@ lap_config=conf/prune_lap.yaml           # language-agnostic pruning (pooled dat
 pathways_config=conf/train_pathways.yaml # joint pathway training from the dense weights;
                                          # also dense_ft and pathways_random (same schedule)
 dynamic_config=conf/train_pathways_dynamic.yaml  # dynamic pathways (skipped if absent)
-dynamic_init=mid                         # pathways_dynamic start: mid (magnitude) | lap (stage 8 masks)
+dynamic_init=lap                         # pathways_dynamic start: lap (stage 8 masks; chosen on dev) | mid (magnitude)
 target_sparsity=0.7
 lsp_prune_every_candidates=""            # e.g. "20 30 50": LSP-IMP interval chosen on dev
 match_compute=true                       # pathway stage steps = the LSP stage's total steps
