@@ -76,18 +76,21 @@ def test_lone_cpu_trainings_ran_as_two_gloo_ranks(recipe):
     assert re.search(r"\[\S+:0/2\]", (d / "exp/asr_dense/train.log").read_text())  # rank 0 of 2
 
 
-def test_a_pathway_training_runs_as_two_gloo_ranks(recipe):
-    """The pathway stage's trainings share the cores as 1-thread jobs here, so one of them
-    runs again as 2 gloo ranks: the command pathways.sh logged for pathways_imp (masks,
-    language-homogeneous batches) through torchrun, in ESPnet's external-launcher mode.
-    It trains the steps and utterances per language of the one-process run (before
-    session 9 it stopped at step 1: KeyError, a rank's dataset lacked its batches' keys)."""
+@pytest.mark.parametrize("system", ["pathways_imp", "pathways_dynamic"])
+def test_a_pathway_training_runs_as_two_gloo_ranks(recipe, system):
+    """The pathway stage's trainings share the cores as 1-thread jobs here, so they run
+    again as 2 gloo ranks: the command pathways.sh logged (masks, language-homogeneous
+    batches drawn anew each epoch; for pathways_dynamic also the per-language score
+    all-reduce and mask re-derivation) through torchrun, in ESPnet's external-launcher
+    mode.  Each trains the steps and utterances per language of the one-process run
+    (before session 9 it stopped at step 1: KeyError, a rank's dataset lacked its
+    batches' keys)."""
     d, _ = recipe
-    log = (d / "exp/asr_pathways_imp/train.log").read_text().splitlines()
+    log = (d / f"exp/asr_{system}/train.log").read_text().splitlines()
     header = next(line for line in log if line.startswith("===== "))
     argv = header.split(": ", 1)[1].rsplit(" =====", 1)[0].split()
     assert argv[1:3] == ["-m", "espnet_pathways.bin.asr_pathways_train"], argv[:3]
-    argv[argv.index("--output_dir") + 1] = "exp/ddp_pathways_imp"
+    argv[argv.index("--output_dir") + 1] = f"exp/ddp_{system}"
     cmd = ["env", "OMP_NUM_THREADS=1", sys.executable, "-m", "torch.distributed.run",
            "--standalone", "--nnodes", "1", "--nproc_per_node", "2", "--no-python",
            sys.executable, *argv[1:], "--multiprocessing_distributed", "false",
@@ -95,8 +98,8 @@ def test_a_pathway_training_runs_as_two_gloo_ranks(recipe):
     proc = run(cmd, d, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert re.search(r"\[\S+:0/2\]", proc.stderr)  # rank 0 of 2
-    one, two = (json.loads((d / f"exp/{x}/compute.json").read_text())
-                for x in ("asr_pathways_imp", "ddp_pathways_imp"))
+    one, two = (json.loads((d / f"exp/{x}_{system}/compute.json").read_text())
+                for x in ("asr", "ddp"))
     assert two == one
 
 
@@ -173,7 +176,7 @@ def test_compute_is_recorded_and_the_extra_steps_are_matched(recipe):
     assert (exp / "asr_lsp_imp_en").resolve() == (exp / f"asr_lsp_imp_en_every{choice['en']}").resolve()
     assert compute["asr_pathways_dynamic"]["steps"] == 12  # matched, no per-language runs
     assert (exp / "asr_pathways_dynamic/compute_sources").read_text().split() == [
-        "asr_dense", "asr_pathways_dynamic"]
+        "asr_dense", "asr_lap", "asr_pathways_dynamic"]  # the LAP start: its steps count
 
 
 def test_dynamic_pathways_end_at_the_target_and_report_their_drift(recipe):
