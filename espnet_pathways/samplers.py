@@ -80,7 +80,6 @@ class LanguageHomogeneousSampler(AbsSampler):
         self.wanted = {lang: max(1, round(self.language_probs[lang] * n_batches))
                        for lang in self.category2utt}
         self.seed = seed
-        self.batch_list: List[Tuple[str, ...]] = self.generate(seed)
 
     def generate(self, seed: int) -> List[Tuple[str, ...]]:
         """One epoch's batches, drawn with ``seed``.
@@ -127,10 +126,10 @@ class LanguageHomogeneousSampler(AbsSampler):
         return [tuple(sorted(b, key=lambda x: -sizes[x])) for b in batches]
 
     def __len__(self) -> int:
-        return len(self.batch_list)
+        return sum(self.wanted.values())  # every draw holds this many batches
 
     def __iter__(self) -> Iterator[Tuple[str, ...]]:
-        return iter(self.batch_list)
+        return iter(self.generate(self.seed))
 
     def __repr__(self) -> str:
         probs = ", ".join(f"{k}={v:.3f}" for k, v in sorted(self.language_probs.items()))

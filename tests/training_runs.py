@@ -73,35 +73,29 @@ def run_training(model, output_dir: Path, plan: Plan, *, rank: int = 0, world: i
                  check=None, seed: int = 0, nonfinite=(), **overrides) -> None:
     """``PathwayTrainer.run`` over ``plan`` (one rank's view), single process or DDP.
 
-    One intra-op thread, as in :func:`killed_run`'s process: runs compared bit for bit
+    One intra-op thread in every run (:func:`killed_run`'s too): runs compared bit for bit
     must reduce in the same order (with the default threads, a reference run in the
     pytest process and a resumed one could differ in the last bit on a loaded machine).
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _run_training(model, output_dir, plan, rank=rank, world=world, check=check,
-                      seed=seed, nonfinite=nonfinite, **overrides)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_training(model, output_dir: Path, plan: Plan, *, rank: int, world: int, check,
-                  seed: int, nonfinite, **overrides) -> None:
     from espnet_pathways.trainer import PathwayTrainer
 
     options = trainer_options(output_dir, **overrides)
     opt, sched = optimizer_and_scheduler(model)
     dist = DistributedOption(distributed=world > 1, dist_backend="gloo", dist_rank=rank,
                              dist_world_size=world, ngpu=0)
-    PathwayTrainer.run(
-        model=model, optimizers=[opt], schedulers=[sched],
-        train_iter_factory=PlannedBatches(plan, seed=seed + 100 * rank, check=check,
-                                          nonfinite=nonfinite),
-        valid_iter_factory=PlannedBatches([[[0, 1]]], seed=999),
-        plot_attention_iter_factory=None, trainer_options=options,
-        distributed_option=dist,
-    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        PathwayTrainer.run(
+            model=model, optimizers=[opt], schedulers=[sched],
+            train_iter_factory=PlannedBatches(plan, seed=seed + 100 * rank, check=check,
+                                              nonfinite=nonfinite),
+            valid_iter_factory=PlannedBatches([[[0, 1]]], seed=999),
+            plot_attention_iter_factory=None, trainer_options=options,
+            distributed_option=dist,
+        )
+    finally:
+        torch.set_num_threads(threads)
 
 
 def killed_run(output_dir: str, plan: Plan, kill_after_prunes: int, overrides: dict) -> None:
@@ -114,7 +108,6 @@ def killed_run(output_dir: str, plan: Plan, kill_after_prunes: int, overrides: d
 
     from espnet_pathways.trainer import PathwayController
 
-    torch.set_num_threads(1)
     prune = PathwayController.prune
     done = []
 
