@@ -60,6 +60,7 @@ from espnet2.utils.types import str2bool
 from espnet_pathways.compute import ComputeCounter
 from espnet_pathways.dynamic import DynamicPathways, add_dynamic_arguments
 from espnet_pathways.fileio import atomic_output
+from espnet_pathways.lr_schedule import cycle_mismatches
 from espnet_pathways.masks import (
     DEFAULT_EXCLUDE,
     PathwayMasks,
@@ -505,6 +506,10 @@ class PathwayTrainer(Trainer):
         controller = getattr(getattr(model, "module", model), "pathway_controller", None)
         if controller is not None:
             controller.compute.epochs += 1
+            if controller.compute.epochs == 1 and is_writer():  # a run's first epoch
+                for message in cycle_mismatches(controller.schedulers, controller.compute.steps,
+                                                controller.options.max_epoch):
+                    logging.warning(message)
             if controller.dynamic is not None:  # dynamic pathways: ranks agree before
                 # ESPnet's (rank 0's) checkpoint
                 controller.dynamic.end_of_epoch()
