@@ -136,16 +136,51 @@ def random_masks(
     return _split(draw(sum(math.prod(s) for s in shapes.values())), shapes)
 
 
-def random_scores(shapes: Mapping[str, torch.Size], seed: int = 0) -> MaskDict:
-    """Uniform random scores in [0, 1), one per weight, from a private CPU generator.
+def random_scores(
+    shapes: Mapping[str, torch.Size],
+    seed: int = 0,
+    layer_sparsity: Optional[Mapping[str, float]] = None,
+) -> MaskDict:
+    """Random scores, one per weight, from a private CPU generator.
 
     Gradual random pruning is :func:`magnitude_prune` of these scores instead of the
     weights: drawn once and kept, every round removes the lowest-scored survivors, so the
-    masks are nested and the final one is a uniformly random mask at the target sparsity
-    (what :func:`random_masks` draws in one go), reached while the network trains.
+    masks are nested and the final one is a random mask at the target sparsity, reached
+    while the network trains.
+
+    Without ``layer_sparsity`` the scores are uniform in [0, 1): global pruning then
+    removes about the same fraction of every tensor (what :func:`random_masks` draws in one
+    go).  With ``layer_sparsity`` (name -> fraction of that tensor pruned in a reference
+    mask, e.g. :meth:`PathwayMasks.layer_sparsity` of a language's LSP mask) tensor ``t``
+    with ``n_t`` weights of which ``p_t = round(s_t n_t)`` are to go gets the scores
+    ``(1, 2, ..., n_t) / p_t`` in random order: global pruning to the reference's overall
+    sparsity removes exactly ``p_t`` weights of each tensor, uniformly at random within
+    it, and every earlier round the same share of each tensor's ``p_t``.  That is the
+    random baseline with the reference's layer-wise sparsity (Frankle et al., "Pruning
+    neural networks at initialization: why are we missing the mark?", ICLR 2021): only
+    *which* weights a pathway keeps is random, not how many per layer, so a small layer
+    that magnitude pruning spares is not cut to the global rate.  A tensor with
+    ``p_t = 0`` scores ``inf`` and is never pruned.
     """
     gen = torch.Generator().manual_seed(seed)
-    return {n: torch.rand(torch.Size(s), generator=gen) for n, s in shapes.items()}
+    if layer_sparsity is None:
+        return {n: torch.rand(torch.Size(s), generator=gen) for n, s in shapes.items()}
+    missing = [n for n in shapes if n not in layer_sparsity]
+    if missing:
+        raise KeyError(f"layer_sparsity has no entry for {missing}")
+    out: MaskDict = {}
+    for name, shape in shapes.items():
+        n = math.prod(shape)
+        pruned = round(layer_sparsity[name] * n)
+        if not 0 <= pruned <= n:
+            raise ValueError(f"layer_sparsity of {name!r} must be in [0, 1], "
+                             f"got {layer_sparsity[name]}")
+        if pruned == 0:
+            out[name] = torch.full(torch.Size(shape), math.inf)
+            continue
+        rank = torch.randperm(n, generator=gen).to(torch.float32) + 1.0  # exact below 2**24
+        out[name] = (rank / pruned).view(torch.Size(shape))
+    return out
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,7 @@ class PathwayTrainerOptions(TrainerOptions):
     pruning_scope: str
     pruning_exclude: List[str]
     lth_rewind_step: int
+    random_layer_sparsity_from: Optional[str]
     mask_updates: bool
     # dynamic pathways (espnet_pathways.dynamic); num_iters_per_epoch is AbsTask's option
     dynamic_score: str
@@ -205,6 +206,8 @@ class PathwayController:
                 "scope": o.pruning_scope,
                 "exclude": list(o.pruning_exclude or DEFAULT_EXCLUDE),
                 "lth_rewind_step": o.lth_rewind_step if o.pruning == "lth" else None,
+                "random_layer_sparsity_from": (o.random_layer_sparsity_from
+                                               if o.pruning == "random" else None),
                 "output_dir": str(o.output_dir),
             }
             masks = PathwayMasks.from_model_dense(self.model, langs, self.names, meta=meta)
@@ -224,9 +227,40 @@ class PathwayController:
             # --seed (a resumed run draws the same scores).
             shapes = {n: self.params[n].shape for n in self.names}
             order = list(self.model.languages or langs)
+            layers = self._reference_layer_sparsity(langs)
             for lang in langs:
                 self.random_scores[lang] = random_scores(
-                    shapes, seed=1000 * int(getattr(o, "seed", 0)) + order.index(lang))
+                    shapes, seed=1000 * int(getattr(o, "seed", 0)) + order.index(lang),
+                    layer_sparsity=layers.get(lang))
+        elif getattr(o, "random_layer_sparsity_from", None):
+            raise ValueError("--random_layer_sparsity_from is for --pruning random, "
+                             f"not --pruning {o.pruning}")
+
+    def _reference_layer_sparsity(self, langs: Sequence[str]) -> Dict[str, Dict[str, float]]:
+        """``--random_layer_sparsity_from``: each language's per-tensor sparsity in the
+        reference mask file (random pathways with the LSP masks' layer-wise sparsity);
+        ``{}`` without one (every tensor pruned at about the global rate)."""
+        path = getattr(self.options, "random_layer_sparsity_from", None)
+        if not path:
+            return {}
+        ref = PathwayMasks.load(path)
+        missing = [lang for lang in langs if lang not in ref]
+        if missing:
+            raise ValueError(f"--random_layer_sparsity_from {path}: no mask for "
+                             f"language(s) {missing} (it has {ref.languages})")
+        if sorted(ref.param_names) != sorted(self.names):
+            raise ValueError(f"--random_layer_sparsity_from {path}: its masks cover other "
+                             "weights than this model's prunable ones (another model or "
+                             "--pruning_exclude)")
+        out = {lang: ref.layer_sparsity(lang) for lang in langs}
+        for lang in langs:
+            if abs(ref.sparsity(lang) - self.options.pruning_target_sparsity) > 1e-3:
+                logging.warning(
+                    "--random_layer_sparsity_from %s: %s's mask has sparsity %.4f, the "
+                    "target is %.4f: the layers keep the reference's proportions only",
+                    path, lang, ref.sparsity(lang), self.options.pruning_target_sparsity)
+        logging.info("Random pruning with the layer-wise sparsity of %s", path)
+        return out
 
     def _share_if_lap(self, masks: PathwayMasks) -> None:
         """LAP: one mask object for all languages (one masked forward per batch)."""
@@ -489,6 +523,11 @@ class PathwayTrainer(Trainer):
                            f"(default: {' '.join(DEFAULT_EXCLUDE)})")
         group.add_argument("--lth_rewind_step", type=int, default=0,
                            help="LTH: step whose weights survivors are rewound to")
+        group.add_argument("--random_layer_sparsity_from", type=str, default=None,
+                           help="--pruning random: prune each tensor of a language's pathway "
+                           "to its sparsity in this mask file's mask of that language (e.g. "
+                           "the LSP masks: random positions, the LSP layer-wise sparsity); "
+                           "default: every tensor at about the global rate")
         group.add_argument("--mask_updates", type=str2bool, default=True,
                            help="Mask optimizer updates (momentum, weight decay) to the "
                            "pathways of the languages in each step")

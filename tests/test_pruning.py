@@ -18,6 +18,7 @@ from espnet_pathways.pruning import (
     lth_rewind_,
     magnitude_prune,
     random_masks,
+    random_scores,
     sparsity_of,
 )
 
@@ -141,6 +142,28 @@ def test_random_masks_sparsity_and_seed(scope: str) -> None:
     assert all(torch.equal(m1[n], m1_again[n]) for n in shapes)
     m2 = random_masks(shapes, 0.706, scope, seed=2)
     assert any(not torch.equal(m1[n], m2[n]) for n in shapes)
+
+
+def test_random_scores_with_layer_sparsity_prune_each_tensor_to_its_share() -> None:
+    """Layer-matched random pruning: global pruning of the scores to the reference's
+    overall sparsity removes exactly each tensor's reference count, at random positions;
+    an earlier round removes the same share of every tensor's count; a tensor the
+    reference leaves whole is never pruned."""
+    shapes = {"a": torch.Size([10, 20]), "b": torch.Size([50]), "c": torch.Size([4, 5])}
+    layers = {"a": 0.9, "b": 0.2, "c": 0.0}  # 180 + 10 + 0 of 270 weights
+    scores = random_scores(shapes, seed=3, layer_sparsity=layers)
+    final = magnitude_prune(scores, 190 / 270)
+    assert {n: int((~m).sum()) for n, m in final.items()} == {"a": 180, "b": 10, "c": 0}
+    half = magnitude_prune(scores, 95 / 270)
+    assert {n: int((~m).sum()) for n, m in half.items()} == {"a": 90, "b": 5, "c": 0}
+    nested = magnitude_prune(scores, 190 / 270, current=half)
+    assert all(torch.equal(nested[n], final[n]) for n in shapes)
+    other = magnitude_prune(random_scores(shapes, seed=4, layer_sparsity=layers), 190 / 270)
+    assert not torch.equal(other["a"], final["a"])  # positions depend on the seed
+    uniform = magnitude_prune(random_scores(shapes, seed=3), 190 / 270)
+    assert int((~uniform["c"]).sum()) > 0  # without it every tensor loses about 70 %
+    with pytest.raises(KeyError, match="no entry for"):
+        random_scores(shapes, layer_sparsity={"a": 0.5})
 
 
 # ----------------------------------------------------------------------------- LTH

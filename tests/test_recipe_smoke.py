@@ -201,6 +201,11 @@ def test_random_pathways_are_a_trained_sparse_model(recipe):
     for lang in ("en", "nl"):
         assert abs(masks.sparsity(lang) - 0.7) < 0.01
     assert masks.iou("en", "nl") < 0.5  # independent random draws
+    # each language's layers pruned as in its LSP-IMP mask (--random_layer_sparsity lsp_imp)
+    lsp = PathwayMasks.load(d / "exp/masks/lsp_imp.pth")
+    assert masks.meta["random_layer_sparsity_from"].endswith("masks/lsp_imp.pth")
+    for lang in ("en", "nl"):
+        assert masks.layer_sparsity(lang) == pytest.approx(lsp.layer_sparsity(lang), abs=1e-6)
     info = json.loads((d / "exp/asr_pathways_random/system_info.json").read_text())
     assert abs(info["sparsity"]["nl"] - 0.7) < 0.01
 

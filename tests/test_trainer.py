@@ -17,7 +17,7 @@ def options(tmp_path, **kw):
         output_dir=str(tmp_path), resume=False, pruning="none", pruning_languages=[],
         pruning_shared=False, pruning_target_sparsity=0.7, pruning_fraction=0.5,
         pruning_every=2, pruning_start=0, pruning_scope="global", pruning_exclude=[],
-        lth_rewind_step=0, mask_updates=True,
+        lth_rewind_step=0, random_layer_sparsity_from=None, mask_updates=True,
     )
     base.update(kw)
     return SimpleNamespace(**base)
@@ -294,3 +294,53 @@ def test_random_pruning_reaches_the_target_with_nested_language_specific_masks(t
     from espnet_pathways.masks import PathwayMasks
 
     assert PathwayMasks.load(tmp_path / "masks.pth").meta["method"] == "random"
+
+
+def test_random_pruning_can_take_the_layer_sparsity_of_reference_masks(tmp_path):
+    """--random_layer_sparsity_from: each language's random mask has, tensor by tensor,
+    the sparsity of that language's reference mask (the LSP masks in the recipe), at
+    other positions; a reference without a language or for another model is refused."""
+    from espnet_pathways.masks import PathwayMasks, prunable_parameter_names
+    from espnet_pathways.pruning import magnitude_prune
+
+    model = tiny_model()
+    names = prunable_parameter_names(model)
+    params = dict(model.named_parameters())
+    # A reference far from uniform: magnitude pruning of per-language scaled weights.
+    torch.manual_seed(0)
+    ref = {}
+    for i, lang in enumerate(LANGS):
+        scaled = {n: params[n].detach() * (1 + k * (i + 1)) for k, n in enumerate(names)}
+        ref[lang] = magnitude_prune(scaled, 0.7)
+    ref_path = tmp_path / "ref" / "masks.pth"
+    ref_path.parent.mkdir()
+    PathwayMasks(ref).save(ref_path)
+    reference = PathwayMasks.load(ref_path)
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    controller = PathwayController(
+        model, [opt], options(tmp_path, pruning="random", pruning_target_sparsity=0.7,
+                              pruning_fraction=0.5, pruning_every=2,
+                              random_layer_sparsity_from=str(ref_path)))
+    train_steps(model, opt, [[0, 1, 2, 3]] * 4)  # two rounds: 0.5, then 0.7
+    masks = model.pathway_masks
+    for lang in LANGS:
+        for n, m in masks.for_language(lang).items():
+            assert int((~m).sum()) == int((~reference.for_language(lang)[n]).sum()), (lang, n)
+        assert masks.iou(lang, lang) == 1.0
+    assert reference.layer_sparsity("en") != reference.layer_sparsity("it")
+    assert masks.layer_sparsity("en") == pytest.approx(reference.layer_sparsity("en"))
+    same = sum(int((masks.for_language("en")[n] & reference.for_language("en")[n]).sum())
+               for n in names)
+    assert same / masks.kept_parameters("en") < 0.6  # random positions, not the reference's
+    controller.close()
+    assert PathwayMasks.load(tmp_path / "masks.pth").meta["random_layer_sparsity_from"] == \
+        str(ref_path)
+
+    PathwayMasks({"en": ref["en"]}).save(ref_path)
+    with pytest.raises(ValueError, match=r"no mask for language\(s\) \['fr', 'it', 'nl'\]"):
+        PathwayController(tiny_model(), [], options(
+            tmp_path, pruning="random", random_layer_sparsity_from=str(ref_path)))
+    with pytest.raises(ValueError, match="is for --pruning random"):
+        PathwayController(tiny_model(), [], options(
+            tmp_path, pruning="imp", random_layer_sparsity_from=str(ref_path)))

@@ -6,8 +6,8 @@ The same CLI and YAML as ``espnet2.bin.asr_transducer_train`` (it is ESPnet's
 :class:`espnet_pathways.trainer.PathwayTrainer`.  Works under ``espnet2.bin.launch``.
 
 ESPnet writes ``<output_dir>/config.yaml`` after building the model and *before* it
-reads ``--init_param``; so the files given by ``--init_param`` and ``--pathway_masks``
-are read here first: a truncated or missing one stops the run with a message naming it,
+reads ``--init_param``; so the files given by ``--init_param``, ``--pathway_masks`` and
+``--random_layer_sparsity_from`` are read here first: a truncated or missing one stops the run with a message naming it,
 and the experiment's existing ``config.yaml`` is left as it was.
 
 Under DDP the ranks leave together (:func:`leave_process_group`).
@@ -25,8 +25,9 @@ def get_parser():
 
 
 def check_input_files(args: argparse.Namespace) -> None:
-    """Read every ``--init_param`` checkpoint and the ``--pathway_masks`` file, so that a
-    bad one fails before ESPnet overwrites ``config.yaml`` (see the module doc)."""
+    """Read every ``--init_param`` checkpoint and the ``--pathway_masks`` and
+    ``--random_layer_sparsity_from`` mask files, so that a bad one fails before ESPnet
+    overwrites ``config.yaml`` (see the module doc)."""
     from espnet_pathways.checkpoint import load_state_dict
 
     for spec in getattr(args, "init_param", None) or []:
@@ -40,6 +41,11 @@ def check_input_files(args: argparse.Namespace) -> None:
         loaded = PathwayMasks.load(masks)  # names the file if missing or truncated
         if getattr(args, "languages", None):
             check_mask_languages(loaded.languages, args.languages, str(masks))
+    reference = getattr(args, "random_layer_sparsity_from", None)
+    if reference:
+        from espnet_pathways.masks import PathwayMasks
+
+        PathwayMasks.load(reference)  # names the file if missing or truncated
 
 
 def leave_process_group() -> None:

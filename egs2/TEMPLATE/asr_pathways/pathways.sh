@@ -46,6 +46,10 @@ Options (defaults in brackets; see docs/recipe.md):
                               one with the lowest dev loss kept [\"\": the config's]
   --match_compute true|false  pathway stage, dense_ft and pathways_random take the LSP
                               stage's total steps (false: --pathways_config's) [true]
+  --random_layer_sparsity lsp_imp|uniform  pathways_random prunes each layer of a language's
+                              pathway to its sparsity in that language's LSP-IMP mask (random
+                              positions; chosen on dev, conf/tuning/dev_choices.md), or every
+                              layer at the global rate [lsp_imp]
   --dynamic_init mid|lap      pathways_dynamic starts from the dense model's middle-sparsity
                               magnitude mask, or from the LAP masks (stage 8; chosen on dev,
                               docs/dynamic_pathways.md 4.1) [lap]
@@ -116,6 +120,7 @@ target_sparsity=0.7
 lsp_prune_every_candidates=""            # e.g. "20 30 50": LSP-IMP interval chosen on dev
 match_compute=true                       # pathway stage steps = the LSP stage's total steps
 random_pruning_fraction=0.3              # pathways_random: rounds of gradual random pruning
+random_layer_sparsity=lsp_imp            # pathways_random: per-layer sparsity of each language's LSP-IMP mask | uniform
 lth_rewind_step=0                        # LTH: rewind survivors to the dense weights
 pruned_inference_model=latest.pth        # pruning runs: the model at the final masks
 # Decoding
@@ -152,6 +157,8 @@ add_language_lr="frozen=0.008 shared=0.004 dense=0.002 scratch=0.004"  # stage 2
 if [ -z "$train_jobs" ]; then
   if [ "$ngpu" -gt 0 ]; then train_jobs=1; else train_jobs=all; fi
 fi
+case "$random_layer_sparsity" in lsp_imp|uniform) ;; *)
+  echo "$0: --random_layer_sparsity must be lsp_imp or uniform, got '${random_layer_sparsity}'" >&2; exit 1 ;; esac
 case "$train_jobs" in
   all) ;;
   ''|*[!0-9]*|0) echo "$0: --train_jobs must be a positive integer or all, got '${train_jobs}'" >&2; exit 1 ;;
@@ -242,6 +249,11 @@ wanted() {
   local s
   for s in "$@"; do case " ${systems} " in *" ${s} "*) return 0 ;; esac; done
   return 1
+}
+# The LSP-IMP masks are needed: for lsp_imp and pathways_imp, and for pathways_random's
+# layer-wise sparsity (--random_layer_sparsity lsp_imp).
+wants_lsp_imp() {
+  wanted lsp_imp pathways_imp || { [ "$random_layer_sparsity" = lsp_imp ] && wanted pathways_random; }
 }
 
 skip() { log "skipped: no system in --systems (${systems}) needs it"; }
@@ -583,14 +595,14 @@ lsp_runs() {
 # exp/asr_lsp_imp_<lang> links to the run with the lowest dev loss at its final masks
 # (the choices: exp/lsp_prune_every.tsv).
 stage_lsp() {
-  wanted lsp_imp lsp_lth pathways_imp pathways_lth || { skip; return; }
+  wants_lsp_imp || wanted lsp_lth pathways_lth || { skip; return; }
   local prune="--init_param $(dense_model) --pruning_target_sparsity ${target_sparsity}"
   # All runs of all languages are independent: one pool; the interval choice after it.
   for lang in ${languages}; do
-    if wanted lsp_imp pathways_imp && [ -z "$lsp_prune_every_candidates" ]; then
+    if wants_lsp_imp && [ -z "$lsp_prune_every_candidates" ]; then
       sub=_${lang} queue_training "lsp_imp_${lang}" "$prune_config" ${prune} \
         --pruning imp --pruning_languages "$lang"
-    elif wanted lsp_imp pathways_imp; then
+    elif wants_lsp_imp; then
       for t in ${lsp_prune_every_candidates}; do
         sub=_${lang} queue_training "lsp_imp_${lang}_every${t}" "$prune_config" ${prune} \
           --pruning imp --pruning_languages "$lang" --pruning_every "$t"
@@ -602,7 +614,7 @@ stage_lsp() {
     fi
   done
   run_queued_trainings
-  if [ -n "$lsp_prune_every_candidates" ] && wanted lsp_imp pathways_imp; then
+  if [ -n "$lsp_prune_every_candidates" ] && wants_lsp_imp; then
     : >"${expdir}/lsp_prune_every.tsv.tmp"
     for lang in ${languages}; do
       local cands=() best link=${expdir}/asr_lsp_imp_${lang}
@@ -630,10 +642,10 @@ stage_lap() {
 
 # Mask sets for pathway training: the LSP masks combined, and their overlap.
 stage_masks() {
-  wanted lsp_imp lsp_lth pathways_imp pathways_lth || { skip; return; }
+  wants_lsp_imp || wanted lsp_lth pathways_lth || { skip; return; }
   local m=${expdir}/masks; mkdir -p "$m"
   for kind in imp lth; do
-    wanted "lsp_${kind}" "pathways_${kind}" || continue
+    if [ $kind = imp ]; then wants_lsp_imp || continue; else wanted lsp_lth pathways_lth || continue; fi
     local specs=()
     for lang in ${languages}; do specs+=("${lang}=${expdir}/asr_lsp_${kind}_${lang}/masks.pth"); done
     ${python} -m espnet_pathways.bin.pathway_masks combine --out "${m}/lsp_${kind}.pth" "${specs[@]}"
@@ -663,9 +675,14 @@ stage_pathways() {
       "$target_sparsity" "$random_pruning_fraction")
     every=$(( total / (2 * rounds) )); [ "$every" -ge 1 ] || every=1
     log "pathways_random: ${rounds} rounds of random pruning every ${every} of ${total} steps"
+    local layers=()
+    case "$random_layer_sparsity" in
+      lsp_imp) layers=(--random_layer_sparsity_from "${expdir}/masks/lsp_imp.pth") ;;
+      uniform) ;;
+    esac
     queue_training pathways_random "$pathways_config" --init_param "$(dense_model)" \
       --pruning random --pruning_target_sparsity "$target_sparsity" \
-      --pruning_fraction "$random_pruning_fraction" --pruning_every "$every" ${match}
+      --pruning_fraction "$random_pruning_fraction" --pruning_every "$every" ${match} "${layers[@]}"
   fi
   if wanted pathways_dynamic; then queue_dynamic "$match"; fi
   run_queued_trainings
@@ -1108,7 +1125,8 @@ will_train() {  # will_train STAGE [SYSTEM...]: STAGE is selected (and trains on
 derived=()
 if will_train 6 dense_ft || will_train 10 pathways_imp pathways_lth pathways_random pathways_dynamic; then
   derived+=("$pathways_config"); fi
-will_train 7 lsp_imp lsp_lth pathways_imp pathways_lth && derived+=("$prune_config")
+if will_train 7 lsp_imp lsp_lth pathways_imp pathways_lth || { will_train 7 && wants_lsp_imp; }; then
+  derived+=("$prune_config"); fi
 if will_train 8 lap || { [ "$dynamic_init" = lap ] && will_train 8 pathways_dynamic; }; then
   derived+=("$lap_config"); fi
 [ -n "$add_language" ] && { will_train 19 || will_train 20; } && derived+=("${add_language_config:-$prune_config}")
