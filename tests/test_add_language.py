@@ -542,9 +542,24 @@ def test_add_language_results_lists_its_own_stage_times(add_results, tmp_path):
     assert "| 19 | add cs: vocabulary and grown model |" in text
     assert "add pl" not in text and "| 5 |" not in text and "| 13 |" not in text
     assert "|  | total |  | 2.5 |" in text
+    assert "reruns included" not in text  # each stage ran once
     assert "add cs: data" in results.read_text()  # the section in RESULTS.md has them too
     main_table = stage_times_section(tmp_path / "stage_times.tsv")
     assert "| 5 |" in main_table and "| 13 |" in main_table and "add " not in main_table
+
+
+def test_a_stage_rerun_under_another_name_keeps_one_row(tmp_path):
+    """Stage 20's name holds the add-language modes: a rerun in another mode replaces
+    its row (the latest run counts) and both runs count in the last row."""
+    from espnet_pathways.reporting.results import stage_times_section
+
+    times = tmp_path / "stage_times.tsv"
+    times.write_text("2026-01-02 10:00:00\t20\tadd cs: new pathway (frozen)\t600\t0\n"
+                     "2026-01-02 11:00:00\t20\tadd cs: new pathway (shared)\t300\t0\n")
+    table = stage_times_section(times, (18, 19, 20, 21), "add cs:")
+    assert table.count("| 20 |") == 1 and "(shared)" in table and "(frozen)" not in table
+    assert "|  | total |  | 5.0 |" in table
+    assert "|  | all recorded runs of these stages (reruns included) |  | 15.0 |" in table
 
 
 @pytest.mark.parametrize("case", ["missing_info", "garbled_info", "info_lacks_keys",

@@ -42,6 +42,12 @@ def test_main_table_gets_the_stage_recorded_after_the_report(tmp_path: Path) -> 
     assert "| 16 | deployment table (fp32 vs int8) | 2026-01-01 10:20:00 | 2.0 |" in table
     assert "| 13 | RESULTS.md | 2026-01-01 10:30:00 | 0.2 |" in table
     assert "|  | total |  | 12.2 |" in table and "old" not in table
+    # the first stage 13 and 16 runs are counted in the last row (reruns included)
+    assert table.count("| 13 |") == 1
+    recorded = sum(int(line.split("\t")[3]) for line in times.read_text().splitlines()
+                   if 1 <= int(line.split("\t")[1]) <= 17)
+    assert f"|  | all recorded runs of these stages (reruns included) |  | {recorded / 60:.1f} |" \
+        in table
     assert "| cs |" in text and "| pl |" in text  # the add-language tables untouched
 
 

@@ -435,14 +435,18 @@ def stage_times_section(path: Path, stages: Sequence[int] = MAIN_STAGES,
     """The pipeline's stage timings (``exp/stage_times.tsv``: date, stage, name, seconds
     and, since session 9, how many trainings/decodings the stage found done and reused).
 
-    The latest run of each stage counts, so a rerun of one stage updates its row; a run
+    The latest run of each stage counts, so a rerun of one stage updates its row (also
+    when its name changed, as stage 20's names the add-language modes); a run
     that reused earlier work says so in its Minutes cell ("3.0 (2 runs reused)"): its time
-    is less than the stage's full cost.  Only
+    is less than the stage's full cost.  When some stages ran more than once (a run in
+    several invocations, a stage redone), a last row sums every recorded run: the time the
+    exp dir's results really took, which the latest runs alone understate.  Only
     the ``stages`` whose name starts with ``name_prefix`` are listed: RESULTS.md shows the
     main pipeline, RESULTS_add_<code>.md the stages that added <code> (named
     ``add <code>: ...``), although one exp dir's file records both.
     """
     latest: dict = {}
+    recorded = 0
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -464,7 +468,8 @@ def stage_times_section(path: Path, stages: Sequence[int] = MAIN_STAGES,
                 f"[<TAB>reused runs]', got {line!r}"
             ) from None
         if n in stages and name.startswith(name_prefix):
-            latest[(n, name)] = (when, sec, reused)
+            latest[n] = (name, when, sec, reused)
+            recorded += sec
     if not latest:
         logger.warning("no times of stages %d-%d in %s", stages[0], stages[-1], path)
         return NA
@@ -473,9 +478,12 @@ def stage_times_section(path: Path, stages: Sequence[int] = MAIN_STAGES,
         return f"{sec / 60:.1f}{note}"
 
     rows = [(str(n), name, when, minutes(sec, reused))
-            for (n, name), (when, sec, reused) in sorted(latest.items())]
-    total = sum(sec for _, sec, _ in latest.values())
+            for n, (name, when, sec, reused) in sorted(latest.items())]
+    total = sum(sec for _, _, sec, _ in latest.values())
     rows.append(("", "total", "", f"{total / 60:.1f}"))
+    if recorded != total:
+        rows.append(("", "all recorded runs of these stages (reruns included)", "",
+                     f"{recorded / 60:.1f}"))
     return md_table(["Stage", "What", "Finished", "Minutes"], rows, align_right_from=3)
 
 
