@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from helpers import ROOT
 
@@ -171,6 +172,13 @@ def test_compute_is_recorded_and_the_extra_steps_are_matched(recipe):
     sources = (exp / "asr_pathways_imp/compute_sources").read_text().split()
     assert sources == ["asr_dense", *lsp, "asr_pathways_imp"]
     assert (exp / "asr_dense_ft/compute_sources").read_text().split() == ["asr_dense", "asr_dense_ft"]
+    # dense_ft's own language balance (--dense_ft_sampling_power, chosen on dev for it);
+    # the pathway runs keep the config's
+    assert yaml.safe_load((exp / "asr_dense_ft/config.yaml").read_text())[
+        "language_sampling_power"] == 0.5
+    assert yaml.safe_load((exp / "asr_pathways_imp/config.yaml").read_text())[
+        "language_sampling_power"] == yaml.safe_load(
+            (ROOT / "tests/conf/pathways_tiny.yaml").read_text()).get("language_sampling_power", 1.0)
     choice = dict(line.split("\t") for line in (exp / "lsp_prune_every.tsv").read_text().splitlines())
     assert set(choice) == {"en", "nl"} and choice["en"] in ("1", "2")
     assert (exp / "asr_lsp_imp_en").resolve() == (exp / f"asr_lsp_imp_en_every{choice['en']}").resolve()

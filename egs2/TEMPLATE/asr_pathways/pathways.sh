@@ -46,6 +46,12 @@ Options (defaults in brackets; see docs/recipe.md):
                               one with the lowest dev loss kept [\"\": the config's]
   --match_compute true|false  pathway stage, dense_ft and pathways_random take the LSP
                               stage's total steps (false: --pathways_config's) [true]
+  --dense_ft_sampling_power B  dense_ft's language sampling power (P(l) ~ (n_l/N)^B), chosen
+                              on dev for dense_ft itself; "": --pathways_config's [0.5]
+  --random_pruning_fraction P  pathways_random: fraction of the remaining weights each round
+                              of gradual random pruning removes [0.3]
+  --random_pruning_end F      pathways_random: the rounds are spread over the first F of its
+                              steps, then the masks stay fixed (0: at once) [0.5]
   --random_layer_sparsity lsp_imp|uniform  pathways_random prunes each layer of a language's
                               pathway to its sparsity in that language's LSP-IMP mask (random
                               positions; chosen on dev, conf/tuning/dev_choices.md), or every
@@ -119,7 +125,10 @@ dynamic_init=lap                         # pathways_dynamic start: lap (stage 8 
 target_sparsity=0.7
 lsp_prune_every_candidates=""            # e.g. "20 30 50": LSP-IMP interval chosen on dev
 match_compute=true                       # pathway stage steps = the LSP stage's total steps
+dense_ft_sampling_power=0.5              # dense_ft's language sampling power beta, chosen on dev for it
+                                         # (conf/tuning/dev_choices.md); "": --pathways_config's
 random_pruning_fraction=0.3              # pathways_random: rounds of gradual random pruning
+random_pruning_end=0.5                   # pathways_random: fraction of its steps by which the target is reached
 random_layer_sparsity=lsp_imp            # pathways_random: per-layer sparsity of each language's LSP-IMP mask | uniform
 lth_rewind_step=0                        # LTH: rewind survivors to the dense weights
 pruned_inference_model=latest.pth        # pruning runs: the model at the final masks
@@ -157,6 +166,11 @@ add_language_lr="frozen=0.008 shared=0.004 dense=0.002 scratch=0.004"  # stage 2
 if [ -z "$train_jobs" ]; then
   if [ "$ngpu" -gt 0 ]; then train_jobs=1; else train_jobs=all; fi
 fi
+if [ -n "$dense_ft_sampling_power" ] && ! [[ "$dense_ft_sampling_power" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+  echo "$0: --dense_ft_sampling_power must be a number >= 0 or empty, got '${dense_ft_sampling_power}'" >&2; exit 1
+fi
+[[ "$random_pruning_end" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] ||
+  { echo "$0: --random_pruning_end must be a number in [0, 1], got '${random_pruning_end}'" >&2; exit 1; }
 case "$random_layer_sparsity" in lsp_imp|uniform) ;; *)
   echo "$0: --random_layer_sparsity must be lsp_imp or uniform, got '${random_layer_sparsity}'" >&2; exit 1 ;; esac
 case "$train_jobs" in
@@ -569,12 +583,15 @@ matched_args() {  # --num_iters_per_epoch for a run of --pathways_config
 
 # Dense baselines beside the dense model: dense_ft (the dense model continued on the
 # pooled data for the pathway stage's steps and schedule: --pathways_config without
-# masks) and dense_small (about as many parameters as one pathway).
+# masks, with its own language sampling power --dense_ft_sampling_power) and dense_small
+# (about as many parameters as one pathway).
 stage_train_dense_baselines() {
   wanted dense_ft dense_small || { skip; return; }
   if wanted dense_ft; then
     local match; match=$(matched_args)  # (an assignment: a failure stops the script)
-    queue_training dense_ft "$pathways_config" --init_param "$(dense_model)" ${match}
+    local power=()  # its own language balance, chosen on dev for dense_ft
+    [ -n "$dense_ft_sampling_power" ] && power=(--language_sampling_power "$dense_ft_sampling_power")
+    queue_training dense_ft "$pathways_config" --init_param "$(dense_model)" ${match} "${power[@]}"
   fi
   if wanted dense_small; then queue_training dense_small "$dense_small_config"; fi
   run_queued_trainings
@@ -673,7 +690,8 @@ stage_pathways() {
     local rounds every
     rounds=$(${python} -c 'import sys; from espnet_pathways.pruning import IMPSchedule; print(IMPSchedule(float(sys.argv[1]), float(sys.argv[2]), 1).num_rounds)' \
       "$target_sparsity" "$random_pruning_fraction")
-    every=$(( total / (2 * rounds) )); [ "$every" -ge 1 ] || every=1
+    every=$(${python} -c 'import sys; print(max(1, int(float(sys.argv[1]) * int(sys.argv[2]) / int(sys.argv[3]))))' \
+      "$random_pruning_end" "$total" "$rounds")
     log "pathways_random: ${rounds} rounds of random pruning every ${every} of ${total} steps"
     local layers=()
     case "$random_layer_sparsity" in
