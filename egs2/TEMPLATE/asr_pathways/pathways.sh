@@ -49,9 +49,9 @@ Options (defaults in brackets; see docs/recipe.md):
   --dense_ft_sampling_power B  dense_ft's language sampling power (P(l) ~ (n_l/N)^B), chosen
                               on dev for dense_ft itself; "": --pathways_config's [0.5]
   --random_pruning_fraction P  pathways_random: fraction of the remaining weights each round
-                              of gradual random pruning removes [0.3]
+                              of random pruning removes [0.7: one round]
   --random_pruning_end F      pathways_random: the rounds are spread over the first F of its
-                              steps, then the masks stay fixed (0: at once) [0.5]
+                              steps, then the masks stay fixed (0: at the first steps) [0]
   --random_layer_sparsity lsp_imp|uniform  pathways_random prunes each layer of a language's
                               pathway to its sparsity in that language's LSP-IMP mask (random
                               positions; chosen on dev, conf/tuning/dev_choices.md), or every
@@ -127,8 +127,10 @@ lsp_prune_every_candidates=""            # e.g. "20 30 50": LSP-IMP interval cho
 match_compute=true                       # pathway stage steps = the LSP stage's total steps
 dense_ft_sampling_power=0.5              # dense_ft's language sampling power beta, chosen on dev for it
                                          # (conf/tuning/dev_choices.md); "": --pathways_config's
-random_pruning_fraction=0.3              # pathways_random: rounds of gradual random pruning
-random_pruning_end=0.5                   # pathways_random: fraction of its steps by which the target is reached
+random_pruning_fraction=0.7              # pathways_random: fraction removed per round of random pruning
+random_pruning_end=0                     # pathways_random: fraction of its steps by which the target is reached
+                                         # (0.7 at 0: one random mask per language from the first step; chosen on
+                                         # dev against gradual pruning, conf/tuning/dev_choices.md)
 random_layer_sparsity=lsp_imp            # pathways_random: per-layer sparsity of each language's LSP-IMP mask | uniform
 lth_rewind_step=0                        # LTH: rewind survivors to the dense weights
 pruned_inference_model=latest.pth        # pruning runs: the model at the final masks
@@ -675,9 +677,11 @@ stage_masks() {
 
 # Pathway training: dense weights, per-language masks, all languages jointly, for the
 # LSP stage's total steps.  pathways_random: the same run from the dense model with
-# each language's mask reached by gradual random pruning (--pruning random: rounds of
-# --random_pruning_fraction until --target_sparsity by half of the steps, then fixed
-# masks), so it is a trained sparse network with the same steps and schedule.
+# each language's mask made by random pruning (--pruning random: rounds of
+# --random_pruning_fraction spread over the first --random_pruning_end of the steps, by
+# default one round at the first step; each layer at its sparsity in the language's LSP
+# mask with --random_layer_sparsity lsp_imp), then fixed masks: a trained sparse network
+# with the same steps and schedule.
 stage_pathways() {
   wanted pathways_imp pathways_lth pathways_random pathways_dynamic || { skip; return; }
   local match total; match=$(matched_args); total=$(pathway_steps)
