@@ -225,6 +225,58 @@ def test_lsp_sweep_runs_all_candidates_in_one_pool_then_chooses_per_language(tmp
     assert (recipe / "exp" / "lsp_prune_every.tsv").read_text() == "en\t20\nfr\t20\n"
 
 
+def test_lsp_prune_every_sets_the_named_languages_interval(tmp_path: Path) -> None:
+    """--lsp_prune_every "en=20": en's LSP-IMP run gets --pruning_every 20, fr keeps the
+    config's; a malformed entry stops the script before any training."""
+    recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
+    done = run_stage(recipe, fake, train_jobs="all", stage=7, systems="dense lsp_imp",
+                     languages="en fr", extra=["--lsp_prune_every", "en=20 de=40"])
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "--pruning_every 20" in read(fake, "lsp_imp_en", "args")
+    assert "--pruning_every" not in read(fake, "lsp_imp_fr", "args")
+    for bad in ("en=0", "en", "en=x"):
+        proc = run_stage(recipe, tmp_path / "fake_bad", train_jobs="all", stage=7,
+                         systems="dense lsp_imp", extra=["--lsp_prune_every", bad])
+        assert proc.returncode != 0 and f"--lsp_prune_every: '{bad}'" in proc.stderr, bad
+        assert not (tmp_path / "fake_bad" / "calls").exists()
+
+
+def test_baseline_options_reach_dense_ft_and_pathways_random(tmp_path: Path) -> None:
+    """dense_ft gets its own --language_sampling_power (--dense_ft_sampling_power, "":
+    the config's); pathways_random is cut in at the first step with the LSP masks'
+    layer-wise sparsity by default, gradually over --random_pruning_end of its steps and
+    uniform per layer on request."""
+    recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
+    done = run_stage(recipe, fake, train_jobs="all", stage=6, systems="dense dense_ft")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "--language_sampling_power 0.5" in read(fake, "dense_ft", "args")
+    (recipe / "exp" / "asr_dense_ft" / ".done").unlink(missing_ok=True)
+    done = run_stage(recipe, tmp_path / "fake_cfg", train_jobs="all", stage=6,
+                     systems="dense dense_ft", extra=["--dense_ft_sampling_power", ""])
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "--language_sampling_power" not in read(tmp_path / "fake_cfg", "dense_ft", "args")
+    done = run_stage(recipe, fake, train_jobs="all", stage=10, systems="dense pathways_random")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    args = read(fake, "pathways_random", "args")
+    assert "--pruning random" in args and "--pruning_fraction 0.7 --pruning_every 1" in args
+    assert "--random_layer_sparsity_from exp/masks/lsp_imp.pth" in args
+    (recipe / "exp" / "asr_pathways_random" / ".done").unlink(missing_ok=True)
+    done = run_stage(recipe, tmp_path / "fake_gradual", train_jobs="all", stage=10,
+                     systems="dense pathways_random",
+                     extra=["--random_pruning_fraction", "0.3", "--random_pruning_end", "0.5",
+                            "--random_layer_sparsity", "uniform"])
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    args = read(tmp_path / "fake_gradual", "pathways_random", "args")
+    # one language: 200 matched steps; 4 rounds over the first half -> every 25 steps
+    assert "--pruning_every 25" in args and "--random_layer_sparsity_from" not in args
+    for opt, bad in (("--random_pruning_end", "2"), ("--random_layer_sparsity", "lap"),
+                     ("--dense_ft_sampling_power", "-1")):
+        proc = run_stage(recipe, tmp_path / "fake_bad", train_jobs="all", stage=6,
+                         systems="dense dense_ft", extra=[opt, bad])
+        assert proc.returncode != 0 and f"{opt} must be" in proc.stderr, opt
+        assert not (tmp_path / "fake_bad" / "calls").exists()
+
+
 def test_add_language_lr_sets_each_stage_20_training_s_learning_rate(tmp_path: Path) -> None:
     """--add_language_lr "frozen=.. dense=..": the named trainings of stage 20 get
     --optim_conf lr=.. (ESPnet merges it into the config's optim_conf), the others keep

@@ -44,6 +44,9 @@ Options (defaults in brackets; see docs/recipe.md):
   --target_sparsity S         per-language sparsity of every pruned system [0.7]
   --lsp_prune_every_candidates \"T ...\"  LSP-IMP pruning intervals tried per language, the
                               one with the lowest dev loss kept [\"\": the config's]
+  --lsp_prune_every \"L=T ...\"  LSP-IMP pruning interval of language L (steps between rounds;
+                              e.g. chosen by a candidates sweep); a language not named keeps
+                              --prune_config's, one not in --languages is ignored [\"\"]
   --match_compute true|false  pathway stage, dense_ft and pathways_random take the LSP
                               stage's total steps (false: --pathways_config's) [true]
   --dense_ft_sampling_power B  dense_ft's language sampling power (P(l) ~ (n_l/N)^B), chosen
@@ -124,6 +127,7 @@ dynamic_config=conf/train_pathways_dynamic.yaml  # dynamic pathways (skipped if 
 dynamic_init=lap                         # pathways_dynamic start: lap (stage 8 masks; chosen on dev) | mid (magnitude)
 target_sparsity=0.7
 lsp_prune_every_candidates=""            # e.g. "20 30 50": LSP-IMP interval chosen on dev
+lsp_prune_every=""                       # "lang=T ...": LSP-IMP interval per language (a dev choice); others: --prune_config's
 match_compute=true                       # pathway stage steps = the LSP stage's total steps
 dense_ft_sampling_power=0.5              # dense_ft's language sampling power beta, chosen on dev for it
                                          # (conf/tuning/dev_choices.md); "": --pathways_config's
@@ -173,6 +177,10 @@ if [ -n "$dense_ft_sampling_power" ] && ! [[ "$dense_ft_sampling_power" =~ ^[0-9
 fi
 [[ "$random_pruning_end" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] ||
   { echo "$0: --random_pruning_end must be a number in [0, 1], got '${random_pruning_end}'" >&2; exit 1; }
+for kv in ${lsp_prune_every}; do
+  [[ "$kv" =~ ^[A-Za-z0-9_-]+=[1-9][0-9]*$ ]] ||
+    { echo "$0: --lsp_prune_every: '${kv}' is not LANG=STEPS (a positive integer)" >&2; exit 1; }
+done
 case "$random_layer_sparsity" in lsp_imp|uniform) ;; *)
   echo "$0: --random_layer_sparsity must be lsp_imp or uniform, got '${random_layer_sparsity}'" >&2; exit 1 ;; esac
 case "$train_jobs" in
@@ -609,6 +617,14 @@ lsp_runs() {
   fi
 }
 
+# lsp_every_args LANG: "--pruning_every T" when --lsp_prune_every names LANG.
+lsp_every_args() {
+  local kv
+  for kv in ${lsp_prune_every}; do
+    if [ "${kv%%=*}" = "$1" ]; then echo "--pruning_every ${kv#*=}"; return; fi
+  done
+}
+
 # Language-specific pruning: IMP (and LTH) of the dense model on each language alone.
 # With --lsp_prune_every_candidates, IMP runs once per interval and language, and
 # exp/asr_lsp_imp_<lang> links to the run with the lowest dev loss at its final masks
@@ -619,8 +635,9 @@ stage_lsp() {
   # All runs of all languages are independent: one pool; the interval choice after it.
   for lang in ${languages}; do
     if wants_lsp_imp && [ -z "$lsp_prune_every_candidates" ]; then
+      # shellcheck disable=SC2046
       sub=_${lang} queue_training "lsp_imp_${lang}" "$prune_config" ${prune} \
-        --pruning imp --pruning_languages "$lang"
+        --pruning imp --pruning_languages "$lang" $(lsp_every_args "$lang")
     elif wants_lsp_imp; then
       for t in ${lsp_prune_every_candidates}; do
         sub=_${lang} queue_training "lsp_imp_${lang}_every${t}" "$prune_config" ${prune} \
