@@ -347,6 +347,22 @@ def test_a_finished_run_resumed_with_other_options_that_trains_nothing_is_redone
     assert (tmp_path / "f3" / "calls").read_text().split() == ["dense_ft"]
 
 
+def test_a_training_whose_start_model_changed_is_redone(tmp_path: Path) -> None:
+    """Same config and arguments, but the model it starts from (--init_param) is new (a
+    rerun of stage 5): the run is not skipped; with the same model it is."""
+    recipe = make_recipe(tmp_path)
+    dense = recipe / "exp" / "asr_dense" / "latest.pth"
+    first = run_stage(recipe, tmp_path / "f1", train_jobs=1, systems="dense dense_ft")
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    same = run_stage(recipe, tmp_path / "f2", train_jobs=1, systems="dense dense_ft")
+    assert "dense_ft: already trained with this config" in same.stdout
+    assert not (tmp_path / "f2" / "calls").exists()
+    dense.write_bytes(b"a retrained dense model")
+    again = run_stage(recipe, tmp_path / "f3", train_jobs=1, systems="dense dense_ft")
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert (tmp_path / "f3" / "calls").read_text().split() == ["dense_ft"]
+
+
 def test_a_scratch_expdir_leaves_the_main_reports_alone(tmp_path: Path) -> None:
     """Reports follow --expdir: a sweep in exp_scratch (stage 20 here) refreshes
     exp_scratch's reports if any, never the main run's RESULTS_add_cs.md, which the

@@ -364,10 +364,16 @@ stage_stats() {
 }
 
 # train_signature CONFIG [args...]: what a finished run's .done holds (config, arguments,
-# language subset); a changed one means "train again" (resuming).
+# language subset, and the contents of the files among the arguments: the model it starts
+# from, its masks); a changed one means "train again" (resuming).  The contents count so
+# that a rerun of an earlier stage (a new dense model, new LSP masks) retrains what starts
+# from it, although its command line is the same.
 train_signature() {
   local config=$1; shift
-  cat "$config" <(echo "$* ${sub:-} ${train_args} $(common_train_args)") | md5sum | cut -c1-32
+  local a inputs=()
+  for a in "$@"; do if [ -f "$a" ]; then inputs+=("$a"); fi; done
+  { cat "$config"; echo "$* ${sub:-} ${train_args} $(common_train_args)"
+    if [ ${#inputs[@]} -gt 0 ]; then md5sum "${inputs[@]}"; fi; } | md5sum | cut -c1-32
 }
 
 # trained_already TAG CONFIG [args...]: true if exp/asr_TAG finished with this signature.
