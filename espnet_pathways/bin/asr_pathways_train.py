@@ -7,8 +7,9 @@ The same CLI and YAML as ``espnet2.bin.asr_transducer_train`` (it is ESPnet's
 
 ESPnet writes ``<output_dir>/config.yaml`` after building the model and *before* it
 reads ``--init_param``; so the files given by ``--init_param``, ``--pathway_masks`` and
-``--random_layer_sparsity_from`` are read here first: a truncated or missing one stops the run with a message naming it,
-and the experiment's existing ``config.yaml`` is left as it was.
+``--random_layer_sparsity_from`` are read here first: a truncated or missing one stops the
+run with a message naming it, and the experiment's existing ``config.yaml`` is left as it
+was.
 
 Under DDP the ranks leave together (:func:`leave_process_group`).
 """
@@ -29,6 +30,7 @@ def check_input_files(args: argparse.Namespace) -> None:
     ``--random_layer_sparsity_from`` mask files, so that a bad one fails before ESPnet
     overwrites ``config.yaml`` (see the module doc)."""
     from espnet_pathways.checkpoint import load_state_dict
+    from espnet_pathways.masks import PathwayMasks
 
     for spec in getattr(args, "init_param", None) or []:
         path = spec.split(":", 1)[0]  # <file>[:src_key[:dst_key[:exclude]]]
@@ -36,15 +38,12 @@ def check_input_files(args: argparse.Namespace) -> None:
     masks = getattr(args, "pathway_masks", None)
     if masks:
         from espnet_pathways.languages import check_mask_languages
-        from espnet_pathways.masks import PathwayMasks
 
         loaded = PathwayMasks.load(masks)  # names the file if missing or truncated
         if getattr(args, "languages", None):
             check_mask_languages(loaded.languages, args.languages, str(masks))
     reference = getattr(args, "random_layer_sparsity_from", None)
     if reference:
-        from espnet_pathways.masks import PathwayMasks
-
         PathwayMasks.load(reference)  # names the file if missing or truncated
 
 

@@ -714,11 +714,12 @@ stage_pathways() {
       --pathway_masks "${expdir}/masks/lsp_${kind}.pth" ${match}
   done
   if wanted pathways_random; then
-    local rounds every
-    rounds=$(${python} -c 'import sys; from espnet_pathways.pruning import IMPSchedule; print(IMPSchedule(float(sys.argv[1]), float(sys.argv[2]), 1).num_rounds)' \
-      "$target_sparsity" "$random_pruning_fraction")
-    every=$(${python} -c 'import sys; print(max(1, int(float(sys.argv[1]) * int(sys.argv[2]) / int(sys.argv[3]))))' \
-      "$random_pruning_end" "$total" "$rounds")
+    local rounds every plan  # the rounds spread over the first --random_pruning_end of the steps
+    plan=$(${python} -c 'import sys; from espnet_pathways.pruning import IMPSchedule
+n = IMPSchedule(float(sys.argv[1]), float(sys.argv[2]), 1).num_rounds
+print(n, max(1, int(float(sys.argv[3]) * int(sys.argv[4]) / n)))' \
+      "$target_sparsity" "$random_pruning_fraction" "$random_pruning_end" "$total")
+    read -r rounds every <<<"$plan"
     log "pathways_random: ${rounds} rounds of random pruning every ${every} of ${total} steps"
     local layers=()
     case "$random_layer_sparsity" in
