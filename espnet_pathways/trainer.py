@@ -142,6 +142,10 @@ class PathwayController:
 
         if options.pruning not in PRUNING_METHODS:
             raise ValueError(f"--pruning must be one of {PRUNING_METHODS}, got {options.pruning!r}")
+        if getattr(options, "random_layer_sparsity_from", None) and options.pruning != "random":
+            # Before any branch: with --pruning none or dynamic it would be silently ignored.
+            raise ValueError("--random_layer_sparsity_from is for --pruning random, "
+                             f"not --pruning {options.pruning}")
         if options.pruning == "dynamic":  # dynamic pathways: start masks, pool, statistics
             self.dynamic = DynamicPathways(model, self.names, options)
         elif options.pruning != "none":
@@ -232,9 +236,6 @@ class PathwayController:
                 self.random_scores[lang] = random_scores(
                     shapes, seed=1000 * int(getattr(o, "seed", 0)) + order.index(lang),
                     layer_sparsity=layers.get(lang))
-        elif getattr(o, "random_layer_sparsity_from", None):
-            raise ValueError("--random_layer_sparsity_from is for --pruning random, "
-                             f"not --pruning {o.pruning}")
 
     def _reference_layer_sparsity(self, langs: Sequence[str]) -> Dict[str, Dict[str, float]]:
         """``--random_layer_sparsity_from``: each language's per-tensor sparsity in the

@@ -341,6 +341,7 @@ def test_random_pruning_can_take_the_layer_sparsity_of_reference_masks(tmp_path)
     with pytest.raises(ValueError, match=r"no mask for language\(s\) \['fr', 'it', 'nl'\]"):
         PathwayController(tiny_model(), [], options(
             tmp_path, pruning="random", random_layer_sparsity_from=str(ref_path)))
-    with pytest.raises(ValueError, match="is for --pruning random"):
-        PathwayController(tiny_model(), [], options(
-            tmp_path, pruning="imp", random_layer_sparsity_from=str(ref_path)))
+    for other in ("imp", "none", "dynamic"):  # refused, never silently ignored
+        with pytest.raises(ValueError, match=f"is for --pruning random, not --pruning {other}"):
+            PathwayController(tiny_model(), [], options(
+                tmp_path, pruning=other, random_layer_sparsity_from=str(ref_path)))
