@@ -29,6 +29,7 @@ __all__ = [
     "OutputLockedError",
     "atomic_output",
     "atomic_write_text",
+    "atomic_torch_save",
     "exclusive_lock",
     "read_two_columns",
     "read_yaml_mapping",
@@ -65,6 +66,26 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_output`."""
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_torch_save(obj: Any, path: PathLike, suffix: str = ".tmp") -> None:
+    """``torch.save(obj, path)`` through :func:`atomic_output`, with the same bytes for the
+    same object whatever the temporary name.
+
+    ``torch.save`` to a file name stores its records under that name's stem, so saving to
+    a random temporary name gave a different file every time; the recipe's rerun check
+    hashes the files a training starts from (masks, checkpoints), and an unchanged mask set
+    rewritten by a rerun looked new and retrained every pathway system.  Saved to a buffer,
+    the records are named ``archive/`` whatever the path.
+    """
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_output(path, suffix=suffix) as tmp:
+        tmp.write_bytes(buffer.getvalue())
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from espnet_pathways.fileio import atomic_output
+from espnet_pathways.fileio import atomic_torch_save
 
 __all__ = [
     "FORMAT",
@@ -131,8 +131,7 @@ def save_mask_file(path: PathLike, masks: LanguageMasks, meta: Mapping[str, Any]
         "masks": cpu,
         "checksum": mask_checksum(cpu),
     }
-    with atomic_output(path) as tmp:
-        torch.save(payload, str(tmp))
+    atomic_torch_save(payload, path)  # same masks, same bytes (the recipe's rerun check)
 
 
 def load_mask_file(path: PathLike) -> Tuple[Dict[str, Dict[str, Tensor]], Dict[str, Any]]:

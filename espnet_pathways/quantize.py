@@ -304,11 +304,10 @@ def save_int8(
     qmodel: nn.Module, path: PathLike, quantize_modules: Optional[Sequence[str]] = None
 ) -> Dict[str, Any]:
     """Write :func:`int8_state` of ``qmodel`` to ``path`` (atomically)."""
-    from espnet_pathways.fileio import atomic_output
+    from espnet_pathways.fileio import atomic_torch_save
 
     state = int8_state(qmodel, quantize_modules)
-    with atomic_output(path) as tmp:
-        torch.save(state, str(tmp))
+    atomic_torch_save(state, path)
     return state
 
 

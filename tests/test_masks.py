@@ -273,7 +273,7 @@ def test_mask_file_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     before = path.read_bytes()
 
     def broken_save(obj, f):
-        Path(f).write_bytes(b"half")
+        f.write(b"half") if hasattr(f, "write") else Path(f).write_bytes(b"half")
         raise OSError("disk full")
 
     monkeypatch.setattr(mask_file.torch, "save", broken_save)
@@ -281,3 +281,16 @@ def test_mask_file_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         PathwayMasks(_fixed_masks(), {"n": 2}).save(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks.pth"]
+
+
+def test_the_same_masks_saved_twice_are_the_same_bytes(tmp_path: Path) -> None:
+    """The recipe's rerun check hashes the mask files a training starts from: a rerun of
+    stage 9 that rewrites unchanged masks (through a new temporary name each time) must
+    not make them look new, or every pathway system retrains (session 13's bug)."""
+    first, second = tmp_path / "a" / "lsp_imp.pth", tmp_path / "b" / "masks.pth"
+    PathwayMasks(_fixed_masks(), {"n": 1}).save(first)
+    PathwayMasks(_fixed_masks(), {"n": 1}).save(second)
+    PathwayMasks(_fixed_masks(), {"n": 1}).save(first)  # rewritten in place
+    assert first.read_bytes() == second.read_bytes()
+    PathwayMasks(_fixed_masks(), {"n": 2}).save(second)
+    assert first.read_bytes() != second.read_bytes()

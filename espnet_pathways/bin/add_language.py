@@ -76,7 +76,6 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
     ``shared_from``: the old language whose pathway the new one starts from (inside the
     old union; all-ones otherwise).  New output rows start from the old row of the same
     character without diacritics where there is one, else ``<unk>``."""
-    import torch
     import yaml
 
     from espnet_pathways.add_language import (
@@ -87,7 +86,7 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
         token_row_sources,
     )
     from espnet_pathways.checkpoint import load_state_dict
-    from espnet_pathways.fileio import atomic_output, atomic_write_text, read_yaml_mapping
+    from espnet_pathways.fileio import atomic_torch_save, atomic_write_text, read_yaml_mapping
     from espnet_pathways.languages import UnknownLanguageError
     from espnet_pathways.masks import PathwayMasks
     from espnet_pathways.tokens import write_lines
@@ -135,11 +134,9 @@ def grow_model(asr_train_config: str, asr_model_file: str, pathway_masks: Option
                pathway_masks=None if masks is None else str(out / "masks.pth"))
     if cfg.get("token_type") == "bpe":  # pieces per language, as the merged vocabulary
         cfg.update(token_type="word", token_mode="merged", bpemodel=None)
-    with atomic_output(out / "model.pth", suffix=".pth") as tmp:
-        torch.save(new_state, str(tmp))
+    atomic_torch_save(new_state, out / "model.pth", suffix=".pth")
     if new_masks is not None:
-        with atomic_output(out / "masks.pth", suffix=".pth") as tmp:
-            new_masks.save(tmp)
+        new_masks.save(out / "masks.pth")  # atomic itself
     write_lines(grown, out / "tokens.txt")
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, allow_unicode=True))
     if train is not None:  # the recipe's training config + the grown model's output vocabularies

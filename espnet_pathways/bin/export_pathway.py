@@ -39,12 +39,11 @@ def export_pathway(
     quantize_asr_model: bool = False,
     quantize_modules: Optional[List[str]] = None,
 ) -> Dict[str, Any]:
-    import torch
     import yaml
 
     from espnet_pathways.checkpoint import load_state_dict
     from espnet_pathways.fileio import (
-        atomic_output,
+        atomic_torch_save,
         atomic_write_text,
         exclusive_lock,
         read_yaml_mapping,
@@ -115,8 +114,7 @@ def export_pathway(
         # Each file through a temporary name: a failed export keeps an earlier one whole
         # (model.pth first, config.yaml then: a config never names a model not yet there;
         # export.yaml, the record, last).
-        with atomic_output(out / "model.pth", suffix=".pth") as tmp:
-            torch.save(out_state, str(tmp))
+        atomic_torch_save(out_state, out / "model.pth", suffix=".pth")
         atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, allow_unicode=True))
         if quantize_asr_model:
             from espnet_pathways.quantize import quantize_model_file
