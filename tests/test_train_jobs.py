@@ -384,3 +384,26 @@ def test_a_scratch_expdir_leaves_the_main_reports_alone(tmp_path: Path) -> None:
             assert text == report
         else:
             assert "| 20 | add cs: new pathway" in text and text.startswith(report.split("n/a")[0])
+
+
+def test_lth_systems_are_wired_through_stages_7_and_10(tmp_path: Path) -> None:
+    """lsp_lth and pathways_lth (systems on request, not in the smoke run): stage 7 runs
+    one LTH pruning per language with the rewind step, stage 10 trains the pathways from
+    the dense weights with the combined LTH masks; the LSP-IMP runs are not started for
+    them."""
+    recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
+    done = run_stage(recipe, fake, train_jobs="all", stage=7, systems="dense lsp_lth",
+                     languages="en fr", extra=["--lth_rewind_step", "3"])
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert sorted((fake / "calls").read_text().split()) == ["lsp_lth_en", "lsp_lth_fr"]
+    for lang in ("en", "fr"):
+        args = read(fake, f"lsp_lth_{lang}", "args")
+        assert f"--pruning lth --lth_rewind_step 3 --pruning_languages {lang}" in args
+        assert "--init_param exp/asr_dense/latest.pth" in args
+    done = run_stage(recipe, tmp_path / "fake10", train_jobs="all", stage=10,
+                     systems="dense pathways_lth", languages="en fr")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert (tmp_path / "fake10" / "calls").read_text().split() == ["pathways_lth"]
+    args = read(tmp_path / "fake10", "pathways_lth", "args")
+    assert "--pathway_masks exp/masks/lsp_lth.pth" in args
+    assert "--init_param exp/asr_dense/latest.pth" in args
