@@ -22,6 +22,11 @@ setup(
         "matplotlib",
         "espnet_model_zoo",
         "kaldialign==0.12.0",  # WER/CER alignments when sclite (sctk) is not installed
+        # espnet2 imports g2p_en at start-up, which imports inflect; inflect 6+ decorates
+        # its functions with typeguard, which instruments them at import: ~3-5 s of CPU
+        # in every process that imports espnet2 (each training, decoding job, report).
+        # We never use g2p; 5.6 has the same API and imports in ~30 ms.
+        "inflect>=5.6,<6",
     ],
     extras_require={"test": ["pytest"]},
 )
