@@ -76,7 +76,7 @@ def test_single_chunk_stream_equals_offline_encoder_and_decode(streaming_exp):
     s2t = speech2text(streaming_exp, streaming=True, decoding_window=2000)
     model = s2t.asr_model
     speech = torch.tensor(np.random.default_rng(2).standard_normal(16000).astype("float32")) * 0.1
-    feats, lens = offline_input(model, speech)[0], None
+    feats = offline_input(model, speech)[0]
     offline_enc, _ = model.encoder(feats, torch.tensor([feats.size(1)]))
     stream = ExactStreamingInput(model)
     model.encoder.reset_cache(s2t.left_context, device=torch.device("cpu"))

@@ -182,7 +182,7 @@ def test_index_guard_gives_bit_identical_weights_to_the_reference(tmp_path, syst
             steps = [[1, 1]] * 6
         opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=0.1)
         if use_reference:
-            hooks = reference_guard_hooks(model, opt)
+            reference_guard_hooks(model, opt)  # registered on opt for this run
             controller = PathwayController(model, [opt], options(tmp_path, mask_updates=False, **kw))
             # the old pruning step: zero the pruned weights only (not their Adam moments)
             controller._zero_outside_union = lambda c=controller, m=model: apply_masks_(m, c.union())
