@@ -25,43 +25,46 @@ import copy
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pathway_step import build  # noqa: E402  (the benchmarks' shared model builder)
+from bench_pathway_step import build, run_once  # noqa: E402  (the benchmarks' shared helpers)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def corpus_lengths(stats_dir: Path | None, batch_bins: int, n: int, seed: int):
-    """``n`` batches as lists of (samples, labels), spread over the length range."""
-    if stats_dir is None:
-        g = torch.Generator().manual_seed(seed)
-        seconds = torch.empty(4000).log_normal_(0.9, 0.45, generator=g).clamp(0.8, 12.0)
-        lengths = sorted((int(s * 16000), max(1, int(s * 14))) for s in seconds.tolist())
-        batches, cur = [], []
-        for item in lengths:
-            if cur and sum(s for s, _ in cur) + item[0] > batch_bins:
-                batches.append(cur)
-                cur = []
-            cur.append(item)
-        batches.append(cur)
-    else:
-        from espnet2.samplers.build_batch_sampler import build_batch_sampler
-        from espnet2.fileio.read_text import read_2columns_text
+def synthetic_shapes(out: Path, seed: int) -> Path:
+    """Shape files (ESPnet's ``speech_shape``/``text_shape.bpe``) of lengths drawn like the
+    embedded corpus's, so that both kinds of lengths go through ESPnet's own sampler."""
+    g = torch.Generator().manual_seed(seed)
+    seconds = torch.empty(4000).log_normal_(0.9, 0.45, generator=g).clamp(0.8, 12.0)
+    train = out / "train"
+    train.mkdir(parents=True)
+    keys = [f"utt{i:04d}" for i in range(len(seconds))]
+    (train / "speech_shape").write_text(
+        "".join(f"{k} {int(s * 16000)}\n" for k, s in zip(keys, seconds.tolist())))
+    (train / "text_shape.bpe").write_text(
+        "".join(f"{k} {max(1, int(s * 14))},80\n" for k, s in zip(keys, seconds.tolist())))
+    return out
 
-        train = stats_dir / "train"
-        sampler = build_batch_sampler(
-            "numel", batch_size=1, batch_bins=batch_bins,
-            shape_files=[str(train / "speech_shape"), str(train / "text_shape.bpe")])
-        speech = read_2columns_text(train / "speech_shape")
-        text = read_2columns_text(train / "text_shape.bpe")
-        batches = [[(int(speech[u].split(",")[0]), int(text[u].split(",")[0])) for u in keys]
-                   for keys in sampler]
+
+def corpus_lengths(stats_dir: Path, batch_bins: int, n: int):
+    """``n`` of ESPnet's ``numel`` batches as lists of (samples, labels), spread over the
+    length range."""
+    from espnet2.fileio.read_text import read_2columns_text
+    from espnet2.samplers.build_batch_sampler import build_batch_sampler
+
+    train = stats_dir / "train"
+    sampler = build_batch_sampler(
+        "numel", batch_size=1, batch_bins=batch_bins,
+        shape_files=[str(train / "speech_shape"), str(train / "text_shape.bpe")])
+    speech = read_2columns_text(train / "speech_shape")
+    text = read_2columns_text(train / "text_shape.bpe")
+    batches = [[(int(speech[u].split(",")[0]), int(text[u].split(",")[0])) for u in keys]
+               for keys in sampler]
     step = max(1, len(batches) // n)
     return batches[::step][:n]
 
@@ -90,13 +93,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(args.config.read_text())
-    lengths = corpus_lengths(args.stats_dir, int(config.get("batch_bins", 500000)),
-                             args.batches, seed=0)
-    g = torch.Generator().manual_seed(0)
-    batches = [make_batch(items, args.vocab, g) for items in lengths]
-
     models = {}
     with tempfile.TemporaryDirectory() as tmp:
+        stats_dir = args.stats_dir or synthetic_shapes(Path(tmp) / "shapes", seed=0)
+        lengths = corpus_lengths(stats_dir, int(config.get("batch_bins", 500000)),
+                                 args.batches)
         for size in args.sizes:
             cfg = copy.deepcopy(config)
             cfg.setdefault("joint_network_conf", {})["joint_space_size"] = size
@@ -106,20 +107,14 @@ def main() -> None:
             model.train()
             models[size] = (model, torch.optim.Adam(model.parameters(), lr=1e-3))
 
-    def step(model, opt, batch) -> float:
-        start = time.perf_counter()
-        opt.zero_grad()
-        loss, _, _ = model(**batch)
-        loss.backward()
-        opt.step()
-        return time.perf_counter() - start
-
+    g = torch.Generator().manual_seed(0)
+    batches = [make_batch(items, args.vocab, g) for items in lengths]
     for model, opt in models.values():  # warm-up
-        step(model, opt, batches[0])
+        run_once(model, opt, batches[:1])
     means = {size: [] for size in args.sizes}
     for _ in range(args.repeats):
         for size, (model, opt) in models.items():
-            means[size].append(statistics.mean(step(model, opt, b) for b in batches))
+            means[size].append(run_once(model, opt, batches))
     n_utts = sum(len(items) for items in lengths)
     print(f"torch {torch.__version__}, {args.threads} threads, {len(batches)} batches "
           f"({n_utts} utterances, {'stage 4 shapes' if args.stats_dir else 'synthetic lengths'}),"
