@@ -19,6 +19,7 @@ from typing import Dict, List, Optional
 import torch
 import torch.distributed as dist
 
+from espnet_pathways.bin.asr_pathways_train import leave_process_group
 from helpers import LANGS, tiny_model
 from training_runs import run_training
 
@@ -141,5 +142,7 @@ def worker(rank: int, world: int, port: int, out_dir: str) -> None:
                 summary[f"{kind}_compute"] = json.loads((out / "compute.json").read_text())
         if rank == 0:
             torch.save(summary, Path(out_dir) / "summary.pt")
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # no barrier: the other rank may never reach it
+        raise
+    leave_process_group()  # rank 0 writes the summary last; see test_train_ddp_exit

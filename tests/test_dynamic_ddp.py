@@ -14,6 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ddp_checks import gathered_equal
+from espnet_pathways.bin.asr_pathways_train import leave_process_group
 from helpers import LANGS, tiny_model
 from training_runs import run_training
 
@@ -97,8 +98,10 @@ def worker(rank: int, world: int, port: int, out_dir: str) -> None:
                         "synced": checker.synced,
                         "sparsity": {lang: masks.sparsity(lang) for lang in masks.languages}},
                        Path(out_dir) / "summary.pt")
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # no barrier: the other rank may never reach it
+        raise
+    leave_process_group()  # rank 0 writes the summary last; see test_train_ddp_exit
 
 
 def free_port() -> int:
