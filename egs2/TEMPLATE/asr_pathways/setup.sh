@@ -20,8 +20,12 @@ if [ -z "${SKIP_APT:-}" ]; then
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Another set-up (the tests beside a run, two clones) may hold the dpkg lock: wait for
+    # it (apt's own lock timeout) instead of failing on "Could not get lock".
+    wait_lock=(-o DPkg::Lock::Timeout=900)
+    $sudo apt-get "${wait_lock[@]}" update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get "${wait_lock[@]}" install -y -qq \
+      --no-install-recommends "${missing[@]}" >/dev/null
   fi
 fi
 
