@@ -42,6 +42,9 @@ class PathwaySpeech2Text(Speech2Text):
             (none for a dense model).
         lang: the language decoded until ``set_language`` (or a call's ``lang=``) says
             otherwise.
+        lm_token_bonus: with an LM fused (``lm_train_config``, ``lm_file``, ``lm_weight``),
+            a reward per emitted token that offsets the LM's negative scores
+            (:mod:`espnet_pathways.lm_fusion`).
         exact_streaming: feed the encoder (Conformer or Emformer) chunk by chunk exactly
             as offline (:mod:`espnet_pathways.streaming`); False: ESPnet's
             ``OnlineAudioProcessor``, which loses about one feature frame per chunk.
@@ -56,6 +59,7 @@ class PathwaySpeech2Text(Speech2Text):
         pathway_masks: Union[str, Path, None] = None,
         lang: Optional[str] = None,
         exact_streaming: bool = True,
+        lm_token_bonus: float = 0.0,
         **kwargs: Any,
     ) -> None:
         # ESPnet's Speech2Text builds the model with ASRTransducerTask, whose build_model
@@ -69,6 +73,7 @@ class PathwaySpeech2Text(Speech2Text):
 
         model_file = kwargs.get("asr_model_file")
         check_model_files(kwargs.get("asr_train_config"), model_file)
+        check_model_files(kwargs.get("lm_train_config"), kwargs.get("lm_file"), what="LM")
         stored_int8 = int8_speech2text_kwargs(kwargs)  # None unless an int8 file
         try:
             with substituted(espnet_s2t, ASRTransducerTask=ASRPathwaysTask):
@@ -81,6 +86,11 @@ class PathwaySpeech2Text(Speech2Text):
                 f"{model_file}: cannot load the model ({describe_load_error(e)}); the "
                 "checkpoint is truncated or does not belong to this config"
             ) from e
+        if kwargs.get("lm_train_config") is not None:
+            from espnet_pathways.lm_fusion import add_token_bonus
+
+            check_lm_tokens(kwargs["lm_train_config"], self.asr_model.token_list)
+            add_token_bonus(self.beam_search, lm_token_bonus)
         if stored_int8 is not None:
             load_int8_into(self.asr_model, stored_int8, where=f"{model_file}")
         elif kwargs.get("quantize_asr_model") and kwargs.get("quantize_dtype", "qint8") == "qint8":
@@ -288,11 +298,30 @@ class PathwaySpeech2Text(Speech2Text):
         return PathwaySpeech2Text(**kwargs)
 
 
-def check_model_files(asr_train_config: Any, asr_model_file: Any) -> None:
+def check_model_files(train_config: Any, model_file: Any, what: str = "ASR") -> None:
     """Name a missing config or model file before ESPnet opens it."""
-    for what, f in (("training config", asr_train_config), ("model file", asr_model_file)):
+    for kind, f in (("training config", train_config), ("model file", model_file)):
         if f is not None and not Path(f).is_file():
-            raise FileNotFoundError(f"{f}: {what} not found")
+            raise FileNotFoundError(f"{f}: {what + ' ' if what != 'ASR' else ''}{kind} not found")
+
+
+def check_lm_tokens(lm_train_config: Union[str, Path], asr_tokens: List[str]) -> None:
+    """Refuse a fusion LM trained on other tokens than the ASR model's.
+
+    The beam search adds the LM's score of output ``k`` to the expansion by token ``k``:
+    an LM with another token list would score the wrong tokens without any error."""
+    import yaml
+
+    with open(lm_train_config, encoding="utf-8") as f:
+        lm_tokens = (yaml.safe_load(f) or {}).get("token_list")
+    if isinstance(lm_tokens, str):  # a token file, as given to lm_train
+        with open(lm_tokens, encoding="utf-8") as f:
+            lm_tokens = [line.rstrip("\n") for line in f]
+    if list(lm_tokens or []) != list(asr_tokens):
+        raise ValueError(
+            f"{lm_train_config}: the LM's token list ({len(lm_tokens or [])} tokens) is not "
+            f"the ASR model's ({len(asr_tokens)}); train the LM with the ASR model's "
+            "tokens.txt (pathways.sh --use_lm true does)")
 
 
 def log_decoder(s2t: PathwaySpeech2Text) -> None:

@@ -35,13 +35,14 @@ EXEMPT = {
     "train_dense_small.yaml",        # a smaller model trained from scratch
     "train_pathways_dynamic.yaml",   # overrides only (bin/dynamic_overrides checks it)
     "decode.yaml",                   # decoding options
+    "train_lm.yaml",                 # the fusion LM (--use_lm true): another model
 }
 RECIPE_CONF_DIRS = [ROOT / "conf", *sorted(ROOT.glob("egs2/*/asr1/conf")),
                     *sorted(ROOT.glob("egs2/*/asr1/conf/tuning/conformer"))]
 #: The smoke test's pairing (tests/test_recipe_smoke.py): train_tiny is the dense config.
 TINY = ROOT / "tests" / "conf"
 TINY_DERIVED = ("prune_tiny.yaml", "pathways_tiny.yaml")
-TINY_EXEMPT = {"train_tiny_small.yaml", "dynamic_tiny.yaml"}
+TINY_EXEMPT = {"train_tiny_small.yaml", "dynamic_tiny.yaml", "lm_tiny.yaml"}
 PATHWAYS_SH = ROOT / "egs2" / "TEMPLATE" / "asr_pathways" / "pathways.sh"
 
 

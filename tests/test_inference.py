@@ -109,3 +109,59 @@ def test_abort_stream_lets_the_next_utterance_start(exp):
     s2t.abort_stream()  # e.g. the rest of that utterance could not be read
     hyps = s2t.decode_streaming_utterance(speech, lang="it")
     assert s2t.lang == "it" and isinstance(s2t.text(hyps), str)
+
+
+
+def tiny_lm(d, token_list):
+    """A small character RNN LM (ESPnet's LMTask, seq_rnn) written as lm_train writes one."""
+    from espnet2.tasks.lm import LMTask
+
+    args = LMTask.get_parser().parse_args(
+        ["--token_list", "none", "--output_dir", str(d), "--lm", "seq_rnn",
+         "--lm_conf", "{unit: 16, nlayers: 1}", "--token_type", "char"])
+    args.token_list = list(token_list)
+    lm = LMTask.build_model(args)
+    torch.save(lm.state_dict(), d / "lm.pth")
+    (d / "lm_config.yaml").write_text(yaml.safe_dump(vars(args)))
+    return d / "lm_config.yaml", d / "lm.pth"
+
+
+def test_lm_is_fused_into_the_beam_search(exp, tmp_path):
+    from helpers import TOKENS
+
+    lm_config, lm_file = tiny_lm(tmp_path, TOKENS)
+    s2t = speech2text(exp, streaming=True, lm_train_config=str(lm_config),
+                      lm_file=str(lm_file), lm_weight=0.3)
+    assert s2t.beam_search.use_lm and s2t.beam_search.lm_weight == 0.3
+    speech = np.random.default_rng(0).standard_normal(16000).astype("float32") * 0.1
+    assert s2t.decode_streaming_utterance(speech, lang="fr")
+    assert not speech2text(exp, streaming=True).beam_search.use_lm
+
+
+def test_lm_on_another_token_list_is_refused(exp, tmp_path):
+    """The fused scores are indexed by token id: an LM trained on other tokens would
+    score the wrong characters without any error."""
+    from helpers import TOKENS
+
+    lm_config, lm_file = tiny_lm(tmp_path, TOKENS[:-2] + ["ü", "<sos/eos>"])
+    with pytest.raises(ValueError, match=f"{lm_config}.*token list"):
+        speech2text(exp, lm_train_config=str(lm_config), lm_file=str(lm_file), lm_weight=0.3)
+
+
+def test_token_bonus_is_added_to_every_fused_token(exp, tmp_path):
+    """lm_token_bonus b with lm_weight w: the search adds w * log p_LM + b per token."""
+    from helpers import TOKENS
+
+    lm_config, lm_file = tiny_lm(tmp_path, TOKENS)
+    kw = dict(streaming=True, lm_train_config=str(lm_config), lm_file=str(lm_file),
+              lm_weight=0.5)
+    plain = speech2text(exp, **kw).beam_search
+    bonus = speech2text(exp, lm_token_bonus=0.8, **kw).beam_search
+    y = torch.tensor([len(TOKENS) - 1, 3])
+    lp, _ = plain.lm.score(y, None, None)
+    lb, _ = bonus.lm.score(y, None, None)
+    torch.testing.assert_close(bonus.lm_weight * lb, plain.lm_weight * lp + 0.8)
+    ys = torch.tensor([[len(TOKENS) - 1, 3], [len(TOKENS) - 1, 5]])
+    bp, _ = plain.lm.batch_score(ys, [None, None], None)
+    bb, _ = bonus.lm.batch_score(ys, [None, None], None)
+    torch.testing.assert_close(bb, bp + 0.8 / 0.5)

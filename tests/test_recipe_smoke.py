@@ -55,6 +55,7 @@ def recipe(tmp_path_factory):
         "--dynamic_config", "tconf/dynamic_tiny.yaml",
         "--systems", " ".join(SYSTEMS), "--lsp_prune_every", "en=1 nl=2",
         "--results", "RESULTS.md", "--deploy_max_utts", "2",
+        "--use_lm", "true", "--lm_config", "tconf/lm_tiny.yaml",
     ]
     proc = run(cmd, d, timeout=2400)  # a loaded 2-core machine: ~10 min
     (d / "run.log").write_text(proc.stdout + proc.stderr)
@@ -133,6 +134,21 @@ def test_plots_and_packed_model_are_written(recipe):
     assert any(n.endswith("meta.yaml") for n in names)
 
 
+def test_every_system_is_decoded_with_the_fusion_lm(recipe):
+    """--use_lm true: stage 3 trained an RNN LM on the training text with the ASR tokens,
+    and stage 11 fused it into every system's beam search."""
+    d, _ = recipe
+    lm = d / "exp/lm_shared30"
+    assert (lm / "valid.loss.best.pth").is_file() and (lm / ".done").is_file()
+    assert yaml.safe_load((lm / "config.yaml").read_text())["token_list"] == (
+        d / "data/token_list/bpe_shared30/tokens.txt").read_text().split("\n")[:-1]
+    for system in ("dense", "pathways_imp", "lsp_imp_nl"):
+        log = (d / f"exp/asr_{system}/decode_streaming/test/logdir/decode.1.log").read_text()
+        assert "LM fused: exp/lm_shared30/valid.loss.best.pth, weight" in log, system
+    assert "with the RNN LM `exp/lm_shared30/valid.loss.best.pth` fused" in (
+        d / "RESULTS.md").read_text()
+
+
 def test_decoding_was_streaming_and_rerun_skips_done_work(recipe):
     d, cmd = recipe
     log = (d / "exp/asr_dense/decode_streaming/test/logdir/decode.1.log").read_text()
@@ -153,6 +169,7 @@ def test_systems_dense_trains_and_reports_the_dense_model_alone(recipe):
     d, cmd = recipe
     (d / "exp_dense").mkdir()  # stage 4's statistics are those of the main run
     (d / "exp_dense/asr_stats_shared30").symlink_to(d / "exp/asr_stats_shared30")
+    (d / "exp_dense/lm_shared30").symlink_to(d / "exp/lm_shared30")  # and its LM
     proc = run(cmd + ["--stage", "5", "--stop_stage", "15", "--systems", "dense",
                       "--expdir", "exp_dense", "--results", "RESULTS_dense.md"], d, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]

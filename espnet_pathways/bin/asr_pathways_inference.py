@@ -44,6 +44,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--asr_model_file", type=str, required=True)
     p.add_argument("--pathway_masks", type=str_or_none,
                    help="Mask file (default: the training config's)")
+    p.add_argument("--lm_train_config", type=str_or_none,
+                   help="Language model for shallow fusion (espnet2.bin.lm_train's config.yaml; "
+                        "an RNN LM on the ASR model's token list)")
+    p.add_argument("--lm_file", type=str_or_none, help="Its checkpoint")
+    p.add_argument("--lm_weight", type=float, default=0.0,
+                   help="Weight of the LM's log-probabilities in the beam search (0: no LM)")
+    p.add_argument("--lm_token_bonus", type=float, default=0.0,
+                   help="With the LM: a reward per emitted token, offsetting the LM's negative "
+                        "log-probabilities (fusion alone favours deletions)")
     p.add_argument("--beam_size", type=int, default=4)
     p.add_argument("--beam_search_config", default={}, help="BeamSearchTransducer options")
     p.add_argument("--streaming", type=str2bool, default=True)
@@ -106,14 +115,23 @@ def decode_dir(args: argparse.Namespace) -> None:
         utt2lang = {k: args.lang for k in keys}
     langs = {k: utt2lang[k] for k in keys}
 
+    if (args.lm_train_config is None) != (args.lm_file is None):
+        raise ValueError("give both --lm_train_config and --lm_file, or neither")
+    use_lm = args.lm_train_config is not None and args.lm_weight != 0.0
     s2t = PathwaySpeech2Text(
         asr_train_config=args.asr_train_config, asr_model_file=args.asr_model_file,
+        lm_train_config=args.lm_train_config if use_lm else None,
+        lm_file=args.lm_file if use_lm else None, lm_weight=args.lm_weight,
+        lm_token_bonus=args.lm_token_bonus if use_lm else 0.0,
         pathway_masks=args.pathway_masks, beam_search_config=args.beam_search_config,
         device="cuda" if args.ngpu > 0 else "cpu", beam_size=args.beam_size,
         nbest=args.nbest, streaming=args.streaming,
         decoding_window=args.decoding_window, left_context=args.left_context,
     )
     log_decoder(s2t)
+    if use_lm:
+        logging.info("LM fused: %s, weight %s, token bonus %s", args.lm_file, args.lm_weight,
+                     args.lm_token_bonus)
     check_languages(s2t, langs, args.utt2lang or "--lang")
     reader = UtteranceReader(path, model_sampling_rate(s2t))
     summary = decode_utterances(s2t, reader, keys, langs, args.output_dir, nbest=args.nbest,

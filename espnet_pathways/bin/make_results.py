@@ -48,6 +48,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="a system row; repeat, order is kept")
     p.add_argument("--decode_dir", default="decode_streaming",
                    help="subdir of EXP_DIR holding test_<lang>/score_{wer,cer}")
+    p.add_argument("--decoding_note", default="",
+                   help="how the systems were decoded, after the decode dir (e.g. the LM fused)")
     p.add_argument("--langs", default="en,fr,it,nl", help="comma-separated languages")
     p.add_argument("--reference_system", default=None,
                    help="system name for the relative average-WER column")

@@ -36,7 +36,10 @@ Options (defaults in brackets; see docs/recipe.md):
   --token_mode shared|merged  one sentencepiece model, or merged per-language pieces [shared]
   --nbpe N                    pieces (per language if merged) [256]
   --dense_config FILE         dense training config
-  --decode_config FILE        decoding config
+  --decode_config FILE        decoding config (its lm_weight: the LM's weight with --use_lm true)
+  --use_lm true|false         stage 3 also trains an RNN LM on the training transcripts
+                              (--lm_config), which stage 11 fuses into the beam search [false]
+  --lm_config FILE            LM training config (espnet2.bin.lm_train) [conf/train_lm.yaml]
   --systems \"name ...\"        systems trained, decoded, scored and tabulated
                               (e.g. \"dense\": the dense model alone)
                               [dense dense_ft lsp_imp lap pathways_imp pathways_random pathways_dynamic]
@@ -138,6 +141,11 @@ random_pruning_end=0                     # pathways_random: fraction of its step
 random_layer_sparsity=lsp_imp            # pathways_random: per-layer sparsity of each language's LSP-IMP mask | uniform
 lth_rewind_step=0                        # LTH: rewind survivors to the dense weights
 pruned_inference_model=latest.pth        # pruning runs: the model at the final masks
+# Shallow fusion language model (stage 3 trains it, stage 11 fuses it with lm_weight of
+# --decode_config; docs/recipe.md, "Language model")
+use_lm=false
+lm_config=conf/train_lm.yaml
+lm_inference_model=valid.loss.best.pth   # ESPnet's LM choice: the epoch of lowest dev perplexity
 # Decoding
 decode_config=conf/decode.yaml
 decode_tag=decode_streaming
@@ -193,7 +201,7 @@ esac
 case "$train_job_mem_mb" in
   ''|*[!0-9]*|0) echo "$0: --train_job_mem_mb must be a positive integer, got '${train_job_mem_mb}'" >&2; exit 1 ;;
 esac
-for b in skip_data_prep check_splits match_compute pack_compact add_language_baseline \
+for b in use_lm skip_data_prep check_splits match_compute pack_compact add_language_baseline \
          add_language_scratch add_language_decode_old_shared; do  # run as commands below
   case "${!b}" in true|false) ;;
     *) echo "$0: --${b} must be true or false, got '${!b}'" >&2; exit 1 ;;
@@ -226,6 +234,7 @@ else
 fi
 token_list=${token_dir}/tokens.txt
 stats_dir=${expdir}/asr_stats_${token_mode}${nbpe}
+lm_exp=${expdir}/lm_${token_mode}${nbpe}
 times=${expdir}/stage_times.tsv
 reused_log=${expdir}/.stage_reused  # a line per training/decoding a stage reused (run_stage)
 mkdir -p "$expdir"
@@ -333,6 +342,51 @@ stage_tokens() {
     --model_type "$bpe_model_type" --text "${data_feats}/${train_set}/text" \
     --utt2lang "${data_feats}/${train_set}/utt2lang" --out_dir "$token_dir" \
     --segment "${data_feats}/${train_set}" "${data_feats}/${valid_set}"
+}
+
+# Shallow fusion LM (--use_lm true): ESPnet's LMTask (espnet2.bin.lm_train, an RNN LM: the
+# transducer's beam search fuses only recurrent LMs) on the training transcripts of every
+# language, one line per distinct sentence, with the ASR model's own token list so that
+# its scores index the same outputs; validated on the dev transcripts.  The test text is
+# never read.  Skipped when trained already on the same text, tokens and config.
+stage_lm() {
+  local dir=$lm_exp sig
+  sig=$(cat "$lm_config" "${data_feats}/${train_set}/${text_file}" "${data_feats}/${valid_set}/${text_file}" \
+        "$token_list" | md5sum | cut -c1-32)
+  if [ -f "${dir}/.done" ] && [ "$(cat "${dir}/.done")" = "$sig" ]; then
+    log "LM: already trained with this config and text (${dir}); skipping"
+    echo lm >>"$reused_log"; return
+  fi
+  rm -rf "$dir"; mkdir -p "${dir}/data"
+  # one utterance per distinct sentence (the corpus speaks each with several voices)
+  sort -k2 "${data_feats}/${train_set}/${text_file}" \
+    | awk '{ k = $1; $1 = ""; if (!(($0) in seen)) { seen[$0] = 1; print k $0 } }' \
+    | sort >"${dir}/data/train_text"
+  log "LM: $(wc -l <"${dir}/data/train_text") distinct training sentences, ${lm_config} -> ${dir} (log: ${dir}/train.log)"
+  local args=(--use_preprocessor true ${token_args} --token_list "$token_list"
+              --non_linguistic_symbols none --cleaner none --g2p none --ngpu "$ngpu"
+              --config "$lm_config"
+              --train_data_path_and_name_and_type "${dir}/data/train_text,text,text"
+              --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/${text_file},text,text")
+  ${python} -m espnet2.bin.lm_train --collect_stats true "${args[@]}" \
+    --train_shape_file "${dir}/data/train_text" \
+    --valid_shape_file "${data_feats}/${valid_set}/${text_file}" \
+    --output_dir "${dir}/stats" >"${dir}/collect_stats.log" 2>&1 \
+    || { tail -n 20 "${dir}/collect_stats.log"; exit 1; }
+  local n; n=$(wc -l <"$token_list")
+  for s in train valid; do
+    awk -v N="$n" '{ print $0 "," N }' "${dir}/stats/${s}/text_shape" >"${dir}/stats/${s}/text_shape.${token_type}"
+  done
+  ${python} -m espnet2.bin.lm_train "${args[@]}" \
+    --train_shape_file "${dir}/stats/train/text_shape.${token_type}" \
+    --valid_shape_file "${dir}/stats/valid/text_shape.${token_type}" \
+    --output_dir "$dir" >"${dir}/train.log" 2>&1 || { tail -n 20 "${dir}/train.log"; exit 1; }
+  echo "$sig" >"${dir}/.done"
+}
+
+stage_vocabulary() {
+  stage_tokens
+  if "$use_lm"; then stage_lm; fi
 }
 
 stage_stats() {
@@ -806,9 +860,17 @@ decode_system() {
     model=${dir}/${pruned_inference_model}; masks=(--pathway_masks "${dir}/masks.pth")
   fi
   [ -e "$model" ] || { echo "$0: no model ${model} for system ${tag}" >&2; exit 1; }
+  local lm_args=() newer_than=("$model" "$decode_config")
+  if "$use_lm"; then
+    local lm_model=${lm_exp}/${lm_inference_model}
+    [ -e "$lm_model" ] || { echo "$0: --use_lm true: no LM ${lm_model} (stage 3 trains it)" >&2; exit 1; }
+    lm_args=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "$lm_model")
+    newer_than+=("$lm_model")
+  fi
   for t in ${test_sets}; do
-    local data=${data_feats}/${t}${only:+_${only}} out=${dir}/${decode_tag}/${t}
-    if [ -f "${out}/text" ] && [ "${out}/text" -nt "$model" ] && [ "${out}/text" -nt "$decode_config" ]; then
+    local data=${data_feats}/${t}${only:+_${only}} out=${dir}/${decode_tag}/${t} f done=true
+    for f in "${newer_than[@]}"; do [ -f "${out}/text" ] && [ "${out}/text" -nt "$f" ] || done=false; done
+    if "$done"; then
       log "${tag}/${t}: decoded already; skipping"; echo "${tag}/${t}" >>"$reused_log"; continue
     fi
     rm -rf "${out}/logdir"; mkdir -p "${out}/logdir"
@@ -822,7 +884,7 @@ decode_system() {
         --asr_train_config "${dir}/config.yaml" --asr_model_file "$model" \
         --data_path_and_name_and_type "${data}/wav.scp,speech,sound" \
         --key_file "${out}/logdir/keys.JOB" --utt2lang "${data}/utt2lang" \
-        --output_dir "${out}/logdir/output.JOB" "${masks[@]}"; then
+        --output_dir "${out}/logdir/output.JOB" "${masks[@]}" "${lm_args[@]}"; then
       local n_bad; n_bad=$(cat "${out}"/logdir/output.*/bad_utts 2>/dev/null | wc -l) || true
       echo "$0: ${tag}/${t}: decoding failed: ${n_bad} bad utterance(s) in" \
            "${out}/logdir/output.*/bad_utts, logs ${out}/logdir/decode.*.log;" \
@@ -911,7 +973,12 @@ stage_results() {
   local configs="${dense_tag}=${dense_config} dense_small=${dense_small_config} lsp=${prune_config}"
   configs+=" lap=${lap_config} pathways=${pathways_config}"  # dense_ft: the pathway config, no masks
   [ -f "${dynamic_config}" ] && configs+=" pathways_dynamic=${dynamic_config}"  # overrides of pathways
+  "$use_lm" && configs+=" lm=${lm_config}"
+  configs+=" decode=${decode_config}"
   for c in ${result_configs:-$configs}; do args+=(--config "$c"); done
+  if "$use_lm"; then
+    args+=(--decoding_note "every system with the RNN LM \`${lm_exp}/${lm_inference_model}\` fused, lm_weight $(config_value "$decode_config" lm_weight), lm_token_bonus $(config_value "$decode_config" lm_token_bonus)")
+  fi
   [ -f data/local/corpus_summary.tsv ] && args+=(--data_summary data/local/corpus_summary.tsv)
   [ -f "${expdir}/masks/overlap.json" ] && args+=(--overlap_json "${expdir}/masks/overlap.json")
   for m in lsp_imp lsp_lth; do  # overlap/IoU per layer group
@@ -1118,11 +1185,34 @@ stage_add_train() {
   add_env run_queued_trainings
 }
 
+# score_add DATA OUT NAME: WER and CER of OUT/text against DATA/text (stage 21).
+score_add() {
+  local data=$1 out=$2 name=$3 unit
+  for unit in word char; do
+    ${python} -m espnet_pathways.bin.score --ref "${data}/text" --hyp "${out}/text" \
+      --out_dir "${out}/score_$([ "$unit" = word ] && echo wer || echo cer)" --unit "$unit" \
+      2>&1 | grep -E "WER|CER|WARN|ERROR" | sed "s|^|${name}: |"
+  done
+}
+
 # Decode the new language with each system and the old languages again with the grown
 # model, score, and write RESULTS_add_<lang>.md plus its section in RESULTS.md.
 stage_add_results() {
   add_paths
-  local l=$add_language systems_add=() args=()
+  local l=$add_language systems_add=() args=() use_lm=$use_lm decode_tag=$decode_tag
+  if "$use_lm"; then
+    # The fusion LM scores the old vocabulary only; the grown models have the new
+    # language's tokens too.  So this section decodes without the LM, the model before
+    # included (its old languages are compared with the grown model's, byte for byte).
+    use_lm=false decode_tag=${decode_tag}_nolm
+    log "add ${l}: decoding without the LM (${decode_tag}), ${add_language_from} too for the comparison"
+    decode_system "$add_language_from"
+    for t in ${test_sets}; do
+      for lang in ${languages}; do
+        score_add "${data_feats}/${t}_${lang}" "${add_src}/${decode_tag}/${t}_${lang}" "${add_language_from}/${t}_${lang}"
+      done
+    done
+  fi
   for mode in ${add_language_mode}; do systems_add+=("add_${l}_${mode}"); done
   "$add_language_baseline" && systems_add+=("add_${l}_dense")
   "$add_language_scratch" && systems_add+=("add_${l}_scratch")
@@ -1145,11 +1235,7 @@ stage_add_results() {
         local data=${data_feats}/${t}_${lang} out=${expdir}/asr_${s}/${decode_tag}/${t}_${lang}
         [ "$lang" = "$l" ] && data=${add_feats}/${t}_${lang}
         [ -f "${out}/text" ] || continue
-        for unit in word char; do
-          ${python} -m espnet_pathways.bin.score --ref "${data}/text" --hyp "${out}/text" \
-            --out_dir "${out}/score_$([ "$unit" = word ] && echo wer || echo cer)" --unit "$unit" \
-            2>&1 | grep -E "WER|CER|WARN|ERROR" | sed "s|^|${s}/${t}_${lang}: |"
-        done
+        score_add "$data" "$out" "${s}/${t}_${lang}"
       done
     done
   done
@@ -1182,7 +1268,7 @@ if [ -n "$add_language" ] && will_train 20; then check_add_lr; fi  # before anyt
 
 run_stage 1 "data preparation (local/data.sh)" stage_data
 run_stage 2 "check and format data dirs" stage_format
-run_stage 3 "output vocabulary" stage_tokens
+run_stage 3 "output vocabulary$("$use_lm" && echo " and language model")" stage_vocabulary
 run_stage 4 "feature statistics and shapes" stage_stats
 run_stage 5 "train the dense multilingual transducer" stage_train_dense
 run_stage 6 "dense baselines (dense_ft, dense_small)" stage_train_dense_baselines
