@@ -42,7 +42,7 @@ RECIPE_CONF_DIRS = [ROOT / "conf", *sorted(ROOT.glob("egs2/*/asr1/conf")),
 #: The smoke test's pairing (tests/test_recipe_smoke.py): train_tiny is the dense config.
 TINY = ROOT / "tests" / "conf"
 TINY_DERIVED = ("prune_tiny.yaml", "pathways_tiny.yaml")
-TINY_EXEMPT = {"train_tiny_small.yaml", "dynamic_tiny.yaml", "lm_tiny.yaml"}
+TINY_EXEMPT = {"train_tiny_small.yaml", "dynamic_tiny.yaml", "lm_tiny.yaml", "decode_tiny.yaml"}
 PATHWAYS_SH = ROOT / "egs2" / "TEMPLATE" / "asr_pathways" / "pathways.sh"
 
 

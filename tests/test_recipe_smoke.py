@@ -56,6 +56,7 @@ def recipe(tmp_path_factory):
         "--systems", " ".join(SYSTEMS), "--lsp_prune_every", "en=1 nl=2",
         "--results", "RESULTS.md", "--deploy_max_utts", "2",
         "--use_lm", "true", "--lm_config", "tconf/lm_tiny.yaml",
+        "--decode_config", "tconf/decode_tiny.yaml",
     ]
     proc = run(cmd, d, timeout=2400)  # a loaded 2-core machine: ~10 min
     (d / "run.log").write_text(proc.stdout + proc.stderr)
