@@ -6,6 +6,10 @@
 # the previous stage's output from disk, so any stage can be rerun alone:
 #   ./run.sh --stage 11 --stop_stage 13
 set -euo pipefail
+# One brace group, which bash reads whole before it runs any of it: editing this file
+# while a run is going (hours of training) neither changes nor breaks that run (bash reads
+# a plain script as it goes; an edit shifted a dev sweep's reads into a syntax error).
+{
 
 log() {
   local fname=${BASH_SOURCE[1]##*/}
@@ -1290,3 +1294,5 @@ if [ -n "$add_language" ]; then
   run_stage 21 "add ${add_language}: decode, score, RESULTS_add_${add_language}.md" stage_add_results
 fi
 log "Finished in ${SECONDS} s"
+exit 0
+}
