@@ -9,10 +9,16 @@ is a constant reward per emitted token (a length or insertion bonus).  ESPnet's 
 no such option; the one place it reads the LM is the scorer's ``score`` / ``batch_score``,
 so :class:`TokenBonusLM` wraps the LM there and adds ``bonus / lm_weight`` to each
 log-probability: the search then adds ``lm_weight * log p_LM + bonus`` per token.
+
+The wrapper's ``score`` (the default search's one call) also hands the scores back as a
+list of floats: the search adds ``lm_weight * scores[k]`` to a float hypothesis score, and
+with a tensor there every score of the search became a 0-dim tensor, whose comparisons and
+sums in its Python loop made the smoke test's tiny models decode 10x slower with an LM
+(RTF 3.2 against 0.33; 1.7 with floats).
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, List, Tuple
 
 import torch
 
@@ -29,9 +35,9 @@ class TokenBonusLM(torch.nn.Module):
     def zero_state(self) -> Any:
         return self.lm.zero_state()
 
-    def score(self, y: torch.Tensor, state: Any, x: Any) -> Tuple[torch.Tensor, Any]:
+    def score(self, y: torch.Tensor, state: Any, x: Any) -> Tuple[List[float], Any]:
         logp, new_state = self.lm.score(y, state, x)
-        return logp + self.offset, new_state
+        return (logp + self.offset).tolist(), new_state
 
     def batch_score(self, ys: torch.Tensor, states: Any, xs: Any) -> Tuple[torch.Tensor, Any]:
         logp, new_states = self.lm.batch_score(ys, states, xs)
@@ -39,9 +45,12 @@ class TokenBonusLM(torch.nn.Module):
 
 
 def add_token_bonus(beam_search: Any, bonus: float) -> None:
-    """Give every token emitted under LM fusion ``bonus`` (in the search's log domain)."""
-    if bonus == 0.0 or not getattr(beam_search, "use_lm", False):
+    """Give every token emitted under LM fusion ``bonus`` (in the search's log domain);
+    with ``bonus`` 0 the wrapper still serves the scores as floats (see above)."""
+    if not getattr(beam_search, "use_lm", False):
         return
     if beam_search.lm_weight == 0.0:
-        raise ValueError("lm_token_bonus needs lm_weight != 0 (it is paid through the LM)")
+        if bonus != 0.0:
+            raise ValueError("lm_token_bonus needs lm_weight != 0 (it is paid through the LM)")
+        return
     beam_search.lm = TokenBonusLM(beam_search.lm, bonus / beam_search.lm_weight)
