@@ -73,7 +73,7 @@ class PathwaySpeech2Text(Speech2Text):
 
         model_file = kwargs.get("asr_model_file")
         check_model_files(kwargs.get("asr_train_config"), model_file)
-        check_model_files(kwargs.get("lm_train_config"), kwargs.get("lm_file"), what="LM")
+        check_model_files(kwargs.get("lm_train_config"), kwargs.get("lm_file"), what="LM ")
         stored_int8 = int8_speech2text_kwargs(kwargs)  # None unless an int8 file
         try:
             with substituted(espnet_s2t, ASRTransducerTask=ASRPathwaysTask):
@@ -298,11 +298,11 @@ class PathwaySpeech2Text(Speech2Text):
         return PathwaySpeech2Text(**kwargs)
 
 
-def check_model_files(train_config: Any, model_file: Any, what: str = "ASR") -> None:
-    """Name a missing config or model file before ESPnet opens it."""
+def check_model_files(train_config: Any, model_file: Any, what: str = "") -> None:
+    """Name a missing config or model file before ESPnet opens it (``what``: "LM ")."""
     for kind, f in (("training config", train_config), ("model file", model_file)):
         if f is not None and not Path(f).is_file():
-            raise FileNotFoundError(f"{f}: {what + ' ' if what != 'ASR' else ''}{kind} not found")
+            raise FileNotFoundError(f"{f}: {what}{kind} not found")
 
 
 def check_lm_tokens(lm_train_config: Union[str, Path], asr_tokens: List[str]) -> None:

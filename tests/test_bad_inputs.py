@@ -452,6 +452,24 @@ def test_asr_pathways_inference_missing_utt2lang_entry(recipe, tmp_path, capsys)
     assert "utt1" in line and str(tmp_path / "utt2lang") in line
 
 
+def test_asr_pathways_inference_bad_lm_options_name_the_culprit(recipe, tmp_path, capsys):
+    """An LM config without its checkpoint, a missing LM file: one line each, nothing
+    written to the output dir."""
+    from espnet_pathways.bin.asr_pathways_inference import main as infer
+
+    scp = write_scp(tmp_path / "wav.scp", [("utt0", recipe / "audio/good0.wav")])
+    base = model_args(recipe) + ["--data_path_and_name_and_type", f"{scp},speech,sound",
+                                 "--lang", "it", "--lm_weight", "0.3"]
+    line = fails(infer, base + ["--lm_train_config", str(recipe / CFG),
+                                "--output_dir", str(tmp_path / "a")], capsys)
+    assert "--lm_train_config and --lm_file" in line
+    missing = tmp_path / "lm" / "valid.loss.best.pth"
+    line = fails(infer, base + ["--lm_train_config", str(recipe / CFG), "--lm_file",
+                                str(missing), "--output_dir", str(tmp_path / "b")], capsys)
+    assert str(missing) in line and "LM model file not found" in line
+    assert not (tmp_path / "b" / "1best_recog").exists()
+
+
 def test_asr_pathways_inference_bad_utterance_into_bad_utts(recipe, tmp_path, capsys):
     from espnet_pathways.bin.asr_pathways_inference import main as infer
 

@@ -348,6 +348,15 @@ stage_tokens() {
     --segment "${data_feats}/${train_set}" "${data_feats}/${valid_set}"
 }
 
+# token_shapes STATS_DIR: {train,valid}/text_shape.<token_type>, the text shapes with the
+# vocabulary size appended, as asr.sh writes them for ESPnet's batch samplers.
+token_shapes() {
+  local n s; n=$(wc -l <"$token_list")
+  for s in train valid; do
+    awk -v N="$n" '{ print $0 "," N }' "${1}/${s}/text_shape" >"${1}/${s}/text_shape.${token_type}"
+  done
+}
+
 # Shallow fusion LM (--use_lm true): ESPnet's LMTask (espnet2.bin.lm_train, an RNN LM: the
 # transducer's beam search fuses only recurrent LMs) on the training transcripts of every
 # language, one line per distinct sentence, with the ASR model's own token list so that
@@ -377,10 +386,7 @@ stage_lm() {
     --valid_shape_file "${data_feats}/${valid_set}/${text_file}" \
     --output_dir "${dir}/stats" >"${dir}/collect_stats.log" 2>&1 \
     || { tail -n 20 "${dir}/collect_stats.log"; exit 1; }
-  local n; n=$(wc -l <"$token_list")
-  for s in train valid; do
-    awk -v N="$n" '{ print $0 "," N }' "${dir}/stats/${s}/text_shape" >"${dir}/stats/${s}/text_shape.${token_type}"
-  done
+  token_shapes "${dir}/stats"
   ${python} -m espnet2.bin.lm_train "${args[@]}" \
     --train_shape_file "${dir}/stats/train/text_shape.${token_type}" \
     --valid_shape_file "${dir}/stats/valid/text_shape.${token_type}" \
@@ -403,11 +409,7 @@ stage_stats() {
     --valid_shape_file "${data_feats}/${valid_set}/utt2num_samples" \
     --output_dir "$stats_dir" >"${expdir}/collect_stats.log" 2>&1 \
     || { tail -n 20 "${expdir}/collect_stats.log"; exit 1; }
-  local n; n=$(wc -l <"$token_list")
-  for s in train valid; do
-    awk -v N="$n" '{ print $0 "," N }' "${stats_dir}/${s}/text_shape" \
-      >"${stats_dir}/${s}/text_shape.${token_type}"
-  done
+  token_shapes "$stats_dir"
   # Per-language shape files, for training on one language's data (LSP).
   for lang in ${languages}; do
     for s in train valid; do
