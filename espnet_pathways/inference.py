@@ -285,16 +285,22 @@ class PathwaySpeech2Text(Speech2Text):
         return (results[0][0] or "").strip() if results else ""
 
     @staticmethod
-    def from_pretrained(model_tag: Optional[str] = None, **kwargs: Any) -> "PathwaySpeech2Text":
+    def from_pretrained(
+        model_tag: Optional[str] = None, use_lm: bool = True, **kwargs: Any
+    ) -> "PathwaySpeech2Text":
         """Build from a model-zoo tag, a Hugging Face id or a packed zip (unpacked by
-        espnet_model_zoo; a compact zip is expanded once, beside the unpacked files)."""
-        if model_tag is not None:
-            from espnet_pathways.packing import unpack_model
+        espnet_model_zoo; a compact zip is expanded once, beside the unpacked files).
 
-            files = unpack_model(model_tag)  # checks the zip, cleans up a failed unpack
-            if kwargs.get("pathway_masks") is not None:  # an explicit mask file wins
-                files.pop("pathway_masks", None)
-            kwargs.update(**files)
+        A zip with a fusion LM decodes with it at the packed decoding config's
+        ``lm_weight`` / ``lm_token_bonus`` (``use_lm=False``: without it); the caller's
+        own arguments (a mask file, LM weights, ...) win over the zip's."""
+        if model_tag is not None:
+            from espnet_pathways.packing import decoding_kwargs, unpack_model
+
+            # unpack_model checks the zip and cleans up a failed unpack
+            packed = decoding_kwargs(unpack_model(model_tag), use_lm=use_lm)
+            given = {k: v for k, v in kwargs.items() if v is not None}
+            kwargs = {**packed, **given}
         return PathwaySpeech2Text(**kwargs)
 
 

@@ -25,6 +25,14 @@ Packing
       ``pathway_compact_model`` in ``meta.yaml`` (so that ESPnet's plain ``Speech2Text``
       fails loudly on it instead of silently loading a partial state dict) and
       :func:`unpack_model` expands it, once, beside the unpacked files.
+
+    A fusion LM (``pathways.sh --use_lm true``) goes in as ESPnet's ASR zips carry one
+    (``lm_train_config`` / ``lm_file``), with the recipe's decoding config
+    (``decode_config``): ESPnet's ``Speech2Text`` would fuse a packed LM at weight 1.0
+    and no token bonus, far from what the recipe chose on dev (1.0 is not a point it
+    tried; 0.3 without the bonus was 3.2 dev CER points worse than 0.3 with it), so
+    :func:`decoding_kwargs` hands ``lm_weight`` and ``lm_token_bonus`` from the packed
+    decoding config to ``PathwaySpeech2Text``; a caller's own values win.
 """
 from __future__ import annotations
 
@@ -56,6 +64,7 @@ __all__ = [
     "IncompleteModelError",
     "check_packed_zip",
     "compact_state_dict",
+    "decoding_kwargs",
     "expand_state_dict",
     "save_compact",
     "load_compact",
@@ -293,6 +302,16 @@ def _chdir(path: Path) -> Iterator[None]:
         os.chdir(old)
 
 
+def _read_config(path: Path, what: str) -> Dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    with path.open(encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: not a {what} (a YAML mapping)")
+    return cfg
+
+
 def pack_model(
     asr_train_config: PathLike,
     asr_model_file: PathLike,
@@ -301,6 +320,9 @@ def pack_model(
     compact: bool = False,
     root: Optional[PathLike] = None,
     option: Tuple[PathLike, ...] = (),
+    lm_train_config: Optional[PathLike] = None,
+    lm_file: Optional[PathLike] = None,
+    decode_config: Optional[PathLike] = None,
 ) -> Dict[str, Any]:
     """Pack a (pathway) transducer into an ESPnet model zip (see the module doc).
 
@@ -309,24 +331,23 @@ def pack_model(
     current directory, the recipe dir, as in ESPnet).  Inside the zip every file keeps
     its path relative to ``root`` (outside ``root``: ``files/<name>``) and the config
     names them by those paths, which ``espnet2.main_funcs.pack_funcs.unpack`` rewrites
-    to the unpacked locations.  Returns a summary (arcnames, sizes).
+    to the unpacked locations.  ``lm_train_config`` and ``lm_file`` (both or neither)
+    pack a fusion LM, ``decode_config`` the decoding options it was fused with (its
+    ``lm_weight`` and ``lm_token_bonus``).  Returns a summary (arcnames, sizes).
     """
     from espnet2.main_funcs.pack_funcs import pack
 
     root = Path(root or ".").resolve()
     outpath = Path(outpath).resolve()
+    if (lm_train_config is None) != (lm_file is None):
+        raise ValueError("an LM is packed with both --lm_train_config and --lm_file")
 
     def resolve(p: PathLike) -> Path:
         p = Path(p)
         return p if p.is_absolute() else root / p
 
     cfg_path = resolve(asr_train_config)
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path}: training config not found")
-    with cfg_path.open(encoding="utf-8") as f:
-        cfg = yaml.safe_load(f)
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{cfg_path}: not a training config (a YAML mapping)")
+    cfg = _read_config(cfg_path, "training config")
 
     mask_src = pathway_masks or cfg.get("pathway_masks")
     masks = PathwayMasks.load(resolve(mask_src)) if mask_src else None
@@ -345,26 +366,45 @@ def pack_model(
         placed[name] = src
         return name
 
-    for keys in PATH_KEYS:
-        value = _get(cfg, keys)
-        if not isinstance(value, str) or value in ("", "none", "None"):
-            continue
-        src = resolve(value)
-        if not src.exists():
-            raise FileNotFoundError(f"{cfg_path}: {'.'.join(keys)} names a missing file: {value}")
-        _set(cfg, keys, add(src))
+    def add_named_files(config: Dict[str, Any], config_path: Path) -> None:
+        """Pack the files a config names and point it at their names in the zip."""
+        for keys in PATH_KEYS:
+            value = _get(config, keys)
+            if not isinstance(value, str) or value in ("", "none", "None"):
+                continue
+            src = resolve(value)
+            if not src.exists():
+                raise FileNotFoundError(
+                    f"{config_path}: {'.'.join(keys)} names a missing file: {value}")
+            _set(config, keys, add(src))
 
+    add_named_files(cfg, cfg_path)
     model_dir = f"exp/{cfg_path.parent.name}"
     cfg_arc = _arcname(cfg_path, root, model_dir)
     model_src = resolve(asr_model_file)
     if not model_src.exists():
         raise FileNotFoundError(f"{model_src}: model file not found")
 
+    yaml_cfgs: Dict[str, Tuple[str, Dict[str, Any]]] = {"asr_train_config": (cfg_arc, cfg)}
+    files: Dict[str, str] = {}
+    if lm_train_config is not None:
+        lm_cfg_path, lm_src = resolve(lm_train_config), resolve(lm_file)
+        lm_cfg = _read_config(lm_cfg_path, "LM training config")
+        if not lm_src.is_file():
+            raise FileNotFoundError(f"{lm_src}: LM model file not found")
+        add_named_files(lm_cfg, lm_cfg_path)
+        lm_dir = f"exp/{lm_cfg_path.parent.name}"
+        yaml_cfgs["lm_train_config"] = (_arcname(lm_cfg_path, root, lm_dir), lm_cfg)
+        files["lm_file"] = add(lm_src, lm_dir)
+    if decode_config is not None:
+        dec_path = resolve(decode_config)
+        yaml_cfgs["decode_config"] = (_arcname(dec_path, root, "conf"),
+                                      _read_config(dec_path, "decoding config"))
+
     options = [resolve(o) for o in option]
     outpath.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pathways_pack_", dir=outpath.parent) as tmp:
         stage = Path(tmp)
-        files: Dict[str, str] = {}
         if compact:
             assert masks is not None
             state = load_state_dict(model_src)  # names a truncated file
@@ -385,25 +425,27 @@ def pack_model(
             add(o)
         for name, src in placed.items():
             _place(src, stage / name)
-        (stage / cfg_arc).parent.mkdir(parents=True, exist_ok=True)
-        with (stage / cfg_arc).open("w", encoding="utf-8") as f:
-            yaml.safe_dump(cfg, f, allow_unicode=True)
+        for arc_name, config in yaml_cfgs.values():
+            (stage / arc_name).parent.mkdir(parents=True, exist_ok=True)
+            with (stage / arc_name).open("w", encoding="utf-8") as f:
+                yaml.safe_dump(config, f, allow_unicode=True)
         extra = [n for n in placed if n not in files.values()]
         # ESPnet's packer writes the zip in place: give it a temporary name, so that a
         # pack that stops leaves an earlier complete zip as it was.
         with atomic_output(outpath, suffix=".zip") as tmp_zip, _chdir(stage):
-            pack(files=files, yaml_files={"asr_train_config": cfg_arc}, option=extra,
-                 outpath=str(tmp_zip))
+            pack(files=files, yaml_files={k: arc for k, (arc, _) in yaml_cfgs.items()},
+                 option=extra, outpath=str(tmp_zip))
     summary = {
         "outpath": str(outpath),
         "compact": compact,
         "files": files,
         "asr_train_config": cfg_arc,
+        "yaml_files": {k: arc for k, (arc, _) in yaml_cfgs.items()},
         "extra": sorted(extra),
         "size": outpath.stat().st_size,
     }
-    logging.info("packed %s (%s, %.1f kB)", outpath, "compact" if compact else "dense",
-                 summary["size"] / 1e3)
+    logging.info("packed %s (%s%s, %.1f kB)", outpath, "compact" if compact else "dense",
+                 " + LM" if "lm_file" in files else "", summary["size"] / 1e3)
     return summary
 
 
@@ -441,6 +483,8 @@ def expand_compact_file(
 
 #: Config entries that name files, checked in a packed zip and after unpacking.
 FILE_KEYS: Tuple[Tuple[str, ...], ...] = PATH_KEYS + (("pathway_masks",),)
+#: The packed configs whose named files must be inside the zip.
+CONFIGS_WITH_FILES: Tuple[str, ...] = ("asr_train_config", "lm_train_config")
 
 
 def _named_files(cfg: Mapping[str, Any]) -> List[Tuple[str, str]]:
@@ -482,24 +526,25 @@ def check_packed_zip(path: PathLike) -> Dict[str, Any]:
                     raise IncompleteModelError(
                         f"{path}: the zip is incomplete: it lacks {arc} ({key} in "
                         "meta.yaml); pack the model again")
-            cfg_arc = (meta.get("yaml_files") or {}).get("asr_train_config")
-            cfg = yaml.safe_load(z.read(cfg_arc)) if cfg_arc else {}
+            cfgs = {k: yaml.safe_load(z.read((meta.get("yaml_files") or {})[k]))
+                    for k in CONFIGS_WITH_FILES if k in (meta.get("yaml_files") or {})}
     except (zipfile.BadZipFile, zlib.error, EOFError, yaml.YAMLError) as e:
         raise IncompleteModelError(
             f"{path}: not a complete model zip ({type(e).__name__}: {e}); the file is "
             "truncated or corrupted: copy or pack it again") from None
-    for key, value in _named_files(cfg if isinstance(cfg, Mapping) else {}):
-        if value not in names:
-            raise IncompleteModelError(
-                f"{path}: the zip is incomplete: its config names {key}: {value}, which is "
-                "not in the zip; pack the model again with asr_pathways_pack")
+    for which, cfg in cfgs.items():
+        for key, value in _named_files(cfg if isinstance(cfg, Mapping) else {}):
+            if value not in names:
+                raise IncompleteModelError(
+                    f"{path}: the zip is incomplete: its {which} names {key}: {value}, "
+                    "which is not in the zip; pack the model again with asr_pathways_pack")
     return meta
 
 
-def check_unpacked_config(asr_train_config: PathLike, source: str) -> None:
+def check_unpacked_config(train_config: PathLike, source: str) -> None:
     """After unpacking, every file the config names must be a file of the unpacked
     model (never a relative path, which would be read from the current directory)."""
-    cfg_path = Path(asr_train_config).resolve()
+    cfg_path = Path(train_config).resolve()
     root = next((d for d in cfg_path.parents if (d / "meta.yaml").is_file()), cfg_path.parent)
     with cfg_path.open(encoding="utf-8") as f:
         cfg = yaml.safe_load(f) or {}
@@ -515,9 +560,10 @@ def check_unpacked_config(asr_train_config: PathLike, source: str) -> None:
 
 def unpack_model(model_tag: PathLike, cachedir: Optional[PathLike] = None) -> Dict[str, str]:
     """``ModelDownloader.download_and_unpack`` (a zip path, a model-zoo name or a Hugging
-    Face id), then expand a compact model.  Returns keyword arguments for
-    ``PathwaySpeech2Text``: ``asr_train_config``, ``asr_model_file`` (+ ``pathway_masks``
-    for a compact zip).
+    Face id), then expand a compact model.  Returns the unpacked files by ESPnet's keys:
+    ``asr_train_config``, ``asr_model_file`` (+ ``pathway_masks`` for a compact zip; +
+    ``lm_train_config``, ``lm_file``, ``decode_config`` for a zip with an LM), which
+    :func:`decoding_kwargs` turns into ``PathwaySpeech2Text``'s arguments.
 
     A local zip is checked first (:func:`check_packed_zip`); if unpacking fails anyway,
     the cache entries it created are removed, so that no half-unpacked model (or its
@@ -552,5 +598,29 @@ def expand_unpacked(info: Mapping[str, str], source: str = "the model") -> Dict[
     if COMPACT_KEY in info:
         compact_file = info.pop(COMPACT_KEY)
         info.update(expand_compact_file(compact_file, info["asr_train_config"]))
-    check_unpacked_config(info["asr_train_config"], source)
+    for key in CONFIGS_WITH_FILES:
+        if key in info:
+            check_unpacked_config(info[key], source)
     return info
+
+
+#: What the packed decoding config sets for a packed LM (the rest of it documents how
+#: the recipe decoded; the caller's decoding options stay the caller's).
+LM_DECODING_KEYS: Tuple[str, ...] = ("lm_weight", "lm_token_bonus")
+
+
+def decoding_kwargs(info: Mapping[str, str], use_lm: bool = True) -> Dict[str, Any]:
+    """``PathwaySpeech2Text`` keyword arguments from an unpacked model (:func:`unpack_model`):
+    its files, and with a packed LM (``use_lm``) the fusion weights of the packed decoding
+    config.  ``use_lm=False`` decodes a zip that carries an LM with the acoustic model
+    alone."""
+    kwargs: Dict[str, Any] = dict(info)
+    decode_config = kwargs.pop("decode_config", None)
+    if not use_lm:
+        kwargs.pop("lm_train_config", None)
+        kwargs.pop("lm_file", None)
+    if "lm_file" in kwargs and decode_config is not None:
+        with open(decode_config, encoding="utf-8") as f:
+            decoding = yaml.safe_load(f) or {}
+        kwargs.update({k: decoding[k] for k in LM_DECODING_KEYS if k in decoding})
+    return kwargs

@@ -241,6 +241,91 @@ def test_from_pretrained_zip(recipe, zips, kind, tmp_path, monkeypatch):
     assert results(s2t, audio, "it") == results(s2t_from(recipe), audio, "it")
 
 
+@pytest.fixture(scope="module")
+def lm_zip(recipe):
+    """A compact zip with a fusion LM (its config naming the bpe model by a relative path,
+    as the recipe's does) and the decoding config whose weights it was fused with."""
+    from helpers import TOKENS
+    from test_inference import tiny_lm
+
+    root, _ = recipe
+    lm_dir = root / "exp/lm_tiny"
+    lm_dir.mkdir()
+    lm_config, lm_file = tiny_lm(lm_dir, TOKENS)
+    cfg = yaml.safe_load(lm_config.read_text())
+    cfg["bpemodel"] = cfg_bpe()
+    lm_config.write_text(yaml.safe_dump(cfg))
+    (root / "conf").mkdir(exist_ok=True)
+    (root / "conf/decode.yaml").write_text(
+        "beam_size: 4\nlm_weight: 0.4\nlm_token_bonus: 0.5\n")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        summary = pack_model(CFG, MODEL, "exp/asr_tiny/pathways_lm.zip", compact=True,
+                             lm_train_config="exp/lm_tiny/lm_config.yaml",
+                             lm_file="exp/lm_tiny/lm.pth", decode_config="conf/decode.yaml")
+    finally:
+        os.chdir(cwd)
+    return Path(summary["outpath"])
+
+
+def test_zip_with_an_lm_fuses_it_at_the_packed_weights(recipe, lm_zip, tmp_path, monkeypatch):
+    """--use_lm true packs the LM as ESPnet's ASR zips carry one (lm_train_config,
+    lm_file) plus the decoding config: from_pretrained fuses it at that config's weights
+    (ESPnet's own default would be weight 1.0, no bonus), the caller's weight wins, and
+    use_lm=False decodes exactly as the acoustic model alone."""
+    import espnet_model_zoo.downloader as downloader
+
+    from espnet_pathways.inference import PathwaySpeech2Text
+    from espnet_pathways.lm_fusion import TokenBonusLM
+
+    meta = yaml.safe_load(zipfile.ZipFile(lm_zip).read("meta.yaml"))
+    assert meta["files"]["lm_file"] == "exp/lm_tiny/lm.pth"
+    assert meta["yaml_files"]["lm_train_config"] == "exp/lm_tiny/lm_config.yaml"
+    assert meta["yaml_files"]["decode_config"] == "conf/decode.yaml"
+    info = unpack_model(lm_zip, cachedir=tmp_path / "c")
+    lm_cfg = yaml.safe_load(Path(info["lm_train_config"]).read_text())
+    assert lm_cfg["bpemodel"].startswith(str(tmp_path / "c")), lm_cfg["bpemodel"]
+
+    original_cls = downloader.ModelDownloader
+    monkeypatch.setattr(downloader, "ModelDownloader",
+                        lambda cachedir=None: original_cls(tmp_path / "cache"))
+    fused = PathwaySpeech2Text.from_pretrained(str(lm_zip), lang="it", beam_size=2)
+    search = fused.beam_search
+    assert search.use_lm and search.lm_weight == 0.4
+    assert isinstance(search.lm, TokenBonusLM) and search.lm.offset == pytest.approx(0.5 / 0.4)
+    mine = PathwaySpeech2Text.from_pretrained(str(lm_zip), lang="it", beam_size=2,
+                                              lm_weight=0.2, lm_token_bonus=0.0)
+    assert mine.beam_search.lm_weight == 0.2 and mine.beam_search.lm.offset == 0.0
+    plain = PathwaySpeech2Text.from_pretrained(str(lm_zip), use_lm=False, lang="it",
+                                               beam_size=2)
+    assert not plain.beam_search.use_lm
+    audio = speech(6)
+    assert results(plain, audio, "it") == results(s2t_from(recipe), audio, "it")
+    assert isinstance(fused.text(fused(audio, lang="it")), str)
+
+    from espnet_pathways.bin import recognize
+
+    wav = tmp_path / "utt.wav"
+    soundfile.write(wav, audio, 16000, subtype="FLOAT")
+    args = ["--model", str(lm_zip), "--cachedir", str(tmp_path / "r"), "--lang", "it",
+            "--wav", str(wav), "--beam_size", "2"]
+    assert recognize.main(args + ["--use_lm", "false"]) == s2t_from(recipe).text(
+        s2t_from(recipe)(audio, lang="it"))
+    assert recognize.main(args + ["--lm_weight", "0.3"]) is not None
+
+
+def test_pack_names_a_missing_lm_file(recipe, tmp_path):
+    root, _ = recipe
+    cfg, model = str(root / CFG), str(root / MODEL)
+    with pytest.raises(ValueError, match="both --lm_train_config and --lm_file"):
+        pack_model(cfg, model, tmp_path / "x.zip", root=root, lm_train_config=cfg)
+    with pytest.raises(FileNotFoundError, match="nope.pth: LM model file not found"):
+        pack_model(cfg, model, tmp_path / "x.zip", root=root, lm_train_config=cfg,
+                   lm_file=tmp_path / "nope.pth")
+    assert not (tmp_path / "x.zip").exists()
+
+
 def test_language_selection_changes_the_mask_in_use(recipe, zips, tmp_path):
     from espnet_pathways.inference import PathwaySpeech2Text
 
@@ -376,3 +461,14 @@ def test_hf_upload_dry_run_prepares_the_hub_folder(zips, tmp_path):
     card = (folder / "README.md").read_text()
     assert "language:\n- en\n- fr\n- it\n- nl\n" in card and "someone/pathways" in card
     assert (folder / "exp/asr_tiny/valid.loss.ave.compact.pth").is_file()
+    assert "- language model: none\n" in card
+
+
+def test_hf_model_card_says_the_zip_carries_an_lm(lm_zip, tmp_path):
+    from espnet_pathways.bin.hf_upload import main as upload
+
+    folder = tmp_path / "hf"
+    assert upload(["--model", str(lm_zip), "--repo_id", "someone/pathways",
+                   "--dry_run", "true", "--staging_dir", str(folder)]) == 0
+    assert "- language model: an RNN LM, fused" in (folder / "README.md").read_text()
+    assert (folder / "exp/lm_tiny/lm.pth").is_file()

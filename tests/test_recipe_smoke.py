@@ -133,6 +133,10 @@ def test_plots_and_packed_model_are_written(recipe):
 
     names = zipfile.ZipFile(zip_path).namelist()
     assert any(n.endswith("meta.yaml") for n in names)
+    # --use_lm true: the zip carries the LM and the decoding config with its weights
+    meta = yaml.safe_load(zipfile.ZipFile(zip_path).read("meta.yaml"))
+    assert meta["files"]["lm_file"].startswith("exp/lm_shared30/"), meta
+    assert set(meta["yaml_files"]) == {"asr_train_config", "lm_train_config", "decode_config"}
 
 
 def test_every_system_is_decoded_with_the_fusion_lm(recipe):

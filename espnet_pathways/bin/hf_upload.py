@@ -103,6 +103,9 @@ def model_card(repo_id: str, info: dict, license_: str) -> str:
     langs = info.get("languages") or []
     lang_lines = "".join(f"- {lang}\n" for lang in langs)
     example_lang = langs[0] if langs else "xx"
+    lm_line = ("an RNN LM, fused into the beam search at the weights of the packed decoding "
+               "config (`use_lm=False` / `--use_lm false`: the acoustic model alone)"
+               if info.get("lm") else "none")
     return f"""---
 tags:
 - espnet
@@ -122,6 +125,7 @@ a sparse multilingual ASR model*, ICASSP 2023).
 
 - languages: {' '.join(langs) or 'n/a'}
 - storage: {'compact (weights of the union of the pathways only)' if info.get('compact') else 'dense state dict + masks'}
+- language model: {lm_line}
 
 ## Use
 
@@ -156,7 +160,8 @@ def stage_folder(model_zip: Path, folder: Path, repo_id: str, license_: str) -> 
     cfg_rel = meta["yaml_files"]["asr_train_config"]
     cfg = yaml.safe_load((folder / cfg_rel).read_text(encoding="utf-8"))
     info = {"languages": cfg.get("languages") or [],
-            "compact": "pathway_compact_model" in meta.get("files", {})}
+            "compact": "pathway_compact_model" in meta.get("files", {}),
+            "lm": "lm_file" in meta.get("files", {})}
     (folder / "README.md").write_text(model_card(repo_id, info, license_), encoding="utf-8")
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 

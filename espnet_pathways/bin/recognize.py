@@ -37,24 +37,26 @@ def load_model(
     asr_train_config: Optional[str] = None,
     asr_model_file: Optional[str] = None,
     cachedir: Optional[str] = None,
+    use_lm: bool = True,
     **kwargs: Any,
 ):
     """A :class:`~espnet_pathways.inference.PathwaySpeech2Text` from a packed model
-    (``model``) or from training outputs (``asr_train_config``/``asr_model_file``)."""
+    (``model``; with the LM it carries unless ``use_lm`` is false, at its packed fusion
+    weights unless ``kwargs`` give them) or from training outputs
+    (``asr_train_config``/``asr_model_file``, an LM by ``lm_train_config``/``lm_file``)."""
     from espnet_pathways.inference import PathwaySpeech2Text
-    from espnet_pathways.packing import unpack_model
+    from espnet_pathways.packing import decoding_kwargs, unpack_model
 
     if model is not None:
         if asr_train_config or asr_model_file:
             raise ValueError("give either --model or --asr_train_config/--asr_model_file")
-        files: Dict[str, Any] = unpack_model(model, cachedir=cachedir)
+        files: Dict[str, Any] = decoding_kwargs(unpack_model(model, cachedir=cachedir),
+                                                use_lm=use_lm)
     elif asr_model_file is not None:
         files = {"asr_train_config": asr_train_config, "asr_model_file": asr_model_file}
     else:
         raise ValueError("give --model (a packed zip or model name) or --asr_model_file")
-    if kwargs.get("pathway_masks") is None:
-        kwargs.pop("pathway_masks", None)
-    files.update(kwargs)
+    files.update({k: v for k, v in kwargs.items() if v is not None})
     return PathwaySpeech2Text(**files)
 
 
@@ -113,6 +115,18 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--asr_model_file", type=str_or_none)
     g.add_argument("--pathway_masks", type=str_or_none, help="Override the config's masks")
     g.add_argument("--cachedir", type=str_or_none, help="espnet_model_zoo cache dir")
+    g = p.add_argument_group("language model (shallow fusion)")
+    g.add_argument("--use_lm", type=str2bool, default=True,
+                   help="Fuse the LM a packed model carries (false: the acoustic model alone)")
+    g.add_argument("--lm_train_config", type=str_or_none,
+                   help="With --asr_model_file: an LM's config (espnet2.bin.lm_train)")
+    g.add_argument("--lm_file", type=str_or_none, help="With --asr_model_file: the LM")
+    g.add_argument("--lm_weight", type=float, default=None,
+                   help="The LM's weight (default: the packed decoding config's; ESPnet's 1.0 "
+                        "with --lm_file)")
+    g.add_argument("--lm_token_bonus", type=float, default=None,
+                   help="Reward per emitted token under fusion (default: the packed decoding "
+                        "config's; 0)")
     g = p.add_argument_group("input")
     g.add_argument("--wav", type=str_or_none, help="One audio file: print its text")
     g.add_argument("--wav_scp", type=str_or_none, help="Kaldi wav.scp (needs --output_dir)")
@@ -163,6 +177,8 @@ def _load(args: argparse.Namespace):
     return load_model(
         model=args.model, asr_train_config=args.asr_train_config,
         asr_model_file=args.asr_model_file, cachedir=args.cachedir,
+        use_lm=args.use_lm, lm_train_config=args.lm_train_config, lm_file=args.lm_file,
+        lm_weight=args.lm_weight, lm_token_bonus=args.lm_token_bonus,
         pathway_masks=args.pathway_masks, device="cuda" if args.ngpu > 0 else "cpu",
         beam_size=args.beam_size, nbest=args.nbest, streaming=args.streaming,
         decoding_window=args.decoding_window, left_context=args.left_context,

@@ -1023,8 +1023,12 @@ stage_plots() {
 }
 
 # Model zip with ESPnet's packer: config, weights (compact: only the union's weights),
-# masks, bpe model and feature stats; loads with PathwaySpeech2Text.from_pretrained.
+# masks, bpe model and feature stats (--use_lm true: also the LM and the decoding config
+# that gives its weights); loads with PathwaySpeech2Text.from_pretrained.
 stage_pack() {
+  local lm_args=()
+  "$use_lm" && lm_args=(--lm_train_config "${lm_exp}/config.yaml"
+                        --lm_file "${lm_exp}/${lm_inference_model}" --decode_config "$decode_config")
   for s in ${pack_systems}; do
     wanted "$s" || { log "${s}: not in --systems; not packed"; continue; }
     local dir=${expdir}/asr_${s}
@@ -1035,7 +1039,7 @@ stage_pack() {
     if [ -f "$masks" ]; then margs=(--pathway_masks "$masks"); compact=$pack_compact; fi
     # written under a temporary name: a failed pack keeps an earlier ${s}.zip
     ${python} -m espnet_pathways.bin.asr_pathways_pack --asr_train_config "${dir}/config.yaml" \
-      --asr_model_file "$model" "${margs[@]}" --compact "$compact" \
+      --asr_model_file "$model" "${margs[@]}" --compact "$compact" "${lm_args[@]}" \
       --outpath "${dir}/${s}.zip"
     log "Packed ${dir}/${s}.zip ($(du -h "${dir}/${s}.zip" | cut -f1))"
   done
