@@ -66,6 +66,8 @@ Options (defaults in brackets; see docs/recipe.md):
                               pathway to its sparsity in that language's LSP-IMP mask (random
                               positions; chosen on dev, conf/tuning/dev_choices.md), or every
                               layer at the global rate [lsp_imp]
+  --dynamic_steps N           pathways_dynamic's training steps [\"\": the pathway stage's, as
+                              --match_compute gives them]
   --dynamic_init mid|lap      pathways_dynamic starts from the dense model's middle-sparsity
                               magnitude mask, or from the LAP masks (stage 8; chosen on dev,
                               docs/dynamic_pathways.md 4.1) [lap]
@@ -131,6 +133,7 @@ lap_config=conf/prune_lap.yaml           # language-agnostic pruning (pooled dat
 pathways_config=conf/train_pathways.yaml # joint pathway training from the dense weights;
                                          # also dense_ft and pathways_random (same schedule)
 dynamic_config=conf/train_pathways_dynamic.yaml  # dynamic pathways (skipped if absent)
+dynamic_steps=""                         # pathways_dynamic's steps; "": the pathway stage's
 dynamic_init=lap                         # pathways_dynamic start: lap (stage 8 masks; chosen on dev) | mid (magnitude)
 target_sparsity=0.7
 lsp_prune_every_candidates=""            # e.g. "20 30 50": LSP-IMP interval chosen on dev
@@ -183,6 +186,9 @@ add_language_lr="frozen=0.008 shared=0.004 dense=0.002 scratch=0.004"  # stage 2
 [ -f cmd.sh ] && . ./cmd.sh
 if [ -z "$train_jobs" ]; then
   if [ "$ngpu" -gt 0 ]; then train_jobs=1; else train_jobs=all; fi
+fi
+if [ -n "$dynamic_steps" ] && ! [[ "$dynamic_steps" =~ ^[1-9][0-9]*$ ]]; then
+  echo "$0: --dynamic_steps must be a number of steps >= 1 or empty, got '${dynamic_steps}'" >&2; exit 1
 fi
 if [ -n "$dense_ft_sampling_power" ] && ! [[ "$dense_ft_sampling_power" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
   echo "$0: --dense_ft_sampling_power must be a number >= 0 or empty, got '${dense_ft_sampling_power}'" >&2; exit 1
@@ -805,8 +811,12 @@ queue_dynamic() {
     log "pathways_dynamic: no ${dynamic_config}; not trained (and not decoded or reported)"
     return
   fi
-  local overrides start=()
+  local overrides start=() steps=$1 epochs
   overrides=$(${python} -m espnet_pathways.bin.dynamic_overrides "$dynamic_config") || exit 1
+  if [ -n "$dynamic_steps" ]; then
+    epochs=$(config_value "$pathways_config" max_epoch)
+    steps="--num_iters_per_epoch $(( (dynamic_steps + epochs - 1) / epochs ))"
+  fi
   case "$dynamic_init" in
     mid) ;;
     lap) start=(--pathway_masks "${expdir}/asr_lap/masks.pth") ;;
@@ -814,7 +824,7 @@ queue_dynamic() {
   esac
   # shellcheck disable=SC2086
   queue_training pathways_dynamic "$pathways_config" --init_param "$(dense_model)" \
-    --pruning_target_sparsity "$target_sparsity" ${overrides} $1 "${start[@]}"
+    --pruning_target_sparsity "$target_sparsity" ${overrides} ${steps} "${start[@]}"
 }
 
 # The systems of --systems that have a model: pathways_dynamic is optional (see above).
