@@ -277,6 +277,27 @@ def test_baseline_options_reach_dense_ft_and_pathways_random(tmp_path: Path) -> 
         assert not (tmp_path / "fake_bad" / "calls").exists()
 
 
+def test_dynamic_steps_sets_pathways_dynamic_s_step_count(tmp_path: Path) -> None:
+    """pathways_dynamic takes the pathway stage's matched steps, or --dynamic_steps
+    (rounded up to whole epochs of --pathways_config's max_epoch 2)."""
+    recipe, fake = make_recipe(tmp_path), tmp_path / "fake"
+    done = run_stage(recipe, fake, train_jobs="all", stage=10, systems="dense pathways_dynamic")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    args = read(fake, "pathways_dynamic", "args")
+    assert "--pruning dynamic" in args and "--num_iters_per_epoch 100" in args  # 200 matched
+    (recipe / "exp" / "asr_pathways_dynamic" / ".done").unlink(missing_ok=True)
+    done = run_stage(recipe, tmp_path / "fake_1201", train_jobs="all", stage=10,
+                     systems="dense pathways_dynamic", extra=["--dynamic_steps", "1201"])
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    args = read(tmp_path / "fake_1201", "pathways_dynamic", "args")
+    assert "--num_iters_per_epoch 601" in args and "--num_iters_per_epoch 100" not in args
+    for bad in ("0", "12x", "-5"):
+        proc = run_stage(recipe, tmp_path / "fake_bad", train_jobs="all", stage=10,
+                         systems="dense pathways_dynamic", extra=["--dynamic_steps", bad])
+        assert proc.returncode != 0 and "--dynamic_steps must be" in proc.stderr, bad
+        assert not (tmp_path / "fake_bad" / "calls").exists()
+
+
 def test_add_language_lr_sets_each_stage_20_training_s_learning_rate(tmp_path: Path) -> None:
     """--add_language_lr "frozen=.. dense=..": the named trainings of stage 20 get
     --optim_conf lr=.. (ESPnet merges it into the config's optim_conf), the others keep
