@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -129,8 +130,6 @@ def test_plots_and_packed_model_are_written(recipe):
     assert ".png" in index
     zip_path = d / "exp/asr_pathways_imp/pathways_imp.zip"
     assert zip_path.stat().st_size > 0
-    import zipfile
-
     names = zipfile.ZipFile(zip_path).namelist()
     assert any(n.endswith("meta.yaml") for n in names)
     # --use_lm true: the zip carries the LM and the decoding config with its weights
@@ -174,15 +173,20 @@ def test_systems_dense_trains_and_reports_the_dense_model_alone(recipe):
     d, cmd = recipe
     (d / "exp_dense").mkdir()  # stage 4's statistics are those of the main run
     (d / "exp_dense/asr_stats_shared30").symlink_to(d / "exp/asr_stats_shared30")
-    (d / "exp_dense/lm_shared30").symlink_to(d / "exp/lm_shared30")  # and its LM
+    # and without the LM: the no-LM path of decoding, RESULTS.md and packing
     proc = run(cmd + ["--stage", "5", "--stop_stage", "15", "--systems", "dense",
-                      "--expdir", "exp_dense", "--results", "RESULTS_dense.md"], d, timeout=900)
+                      "--expdir", "exp_dense", "--results", "RESULTS_dense.md",
+                      "--use_lm", "false"], d, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert proc.stdout.count("skipped: no system in --systems (dense) needs it") == 5
     trained = sorted(p.name for p in (d / "exp_dense").glob("asr_*") if p.name != "asr_stats_shared30")
     assert trained == ["asr_dense"], trained
-    assert (d / "exp_dense/asr_dense/dense.zip").is_file()
+    meta = yaml.safe_load(zipfile.ZipFile(d / "exp_dense/asr_dense/dense.zip").read("meta.yaml"))
+    assert "lm_file" not in meta["files"] and set(meta["yaml_files"]) == {"asr_train_config"}
+    log = (d / "exp_dense/asr_dense/decode_streaming/test/logdir/decode.1.log").read_text()
+    assert "LM fused" not in log
     text = (d / "RESULTS_dense.md").read_text()
+    assert "(no language model fused (`--use_lm false`" in text
     results = text.split("## Results", 1)[1].split("\n#", 1)[0]
     rows = [line.split("|")[1].strip() for line in results.splitlines()
             if line.startswith("| ") and not line.startswith("| System")]

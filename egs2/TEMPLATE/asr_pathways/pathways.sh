@@ -994,6 +994,8 @@ stage_results() {
   for c in ${result_configs:-$configs}; do args+=(--config "$c"); done
   if "$use_lm"; then
     args+=(--decoding_note "every system with the RNN LM \`${lm_exp}/${lm_inference_model}\` fused, lm_weight $(config_value "$decode_config" lm_weight), lm_token_bonus $(config_value "$decode_config" lm_token_bonus)")
+  else  # the decoding config's lm_* keys, listed under Configs, apply only with an LM
+    args+=(--decoding_note "no language model fused (\`--use_lm false\`: the lm_* keys of the decoding config are unused)")
   fi
   [ -f data/local/corpus_summary.tsv ] && args+=(--data_summary data/local/corpus_summary.tsv)
   [ -f "${expdir}/masks/overlap.json" ] && args+=(--overlap_json "${expdir}/masks/overlap.json")
