@@ -30,7 +30,7 @@ Packing
     (``lm_train_config`` / ``lm_file``), with the recipe's decoding config
     (``decode_config``): ESPnet's ``Speech2Text`` would fuse a packed LM at weight 1.0
     and no token bonus, far from what the recipe chose on dev (1.0 is not a point it
-    tried; 0.3 without the bonus was 3.2 dev CER points worse than 0.3 with it), so
+    tried; 0.3 without the bonus was 3.8 dev CER points worse than 0.3 with it), so
     :func:`decoding_kwargs` hands ``lm_weight`` and ``lm_token_bonus`` from the packed
     decoding config to ``PathwaySpeech2Text``; a caller's own values win.
 """
