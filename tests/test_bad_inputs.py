@@ -529,6 +529,35 @@ def test_asr_pathways_pack_truncated_model_keeps_the_earlier_zip(recipe, packed,
     assert "nope.yaml" in line and out.read_bytes() == before
 
 
+def test_asr_pathways_pack_bad_lm_options_keep_the_earlier_zip(recipe, packed, tmp_path,
+                                                               capsys):
+    """An LM config without its model, a missing LM file, a missing decoding config: one
+    line each naming what is wrong, and the zip already there is kept as it was."""
+    from espnet_pathways.bin.asr_pathways_pack import main as pack
+
+    out = tmp_path / "model.zip"
+    shutil.copy(packed["good"], out)
+    before = out.read_bytes()
+    base = ["--asr_train_config", CFG, "--asr_model_file", MODEL, "--root", str(recipe),
+            "--outpath", str(out)]
+    line = fails(pack, base + ["--lm_train_config", CFG], capsys)
+    assert "--lm_train_config and --lm_file" in line
+    line = fails(pack, base + ["--lm_train_config", CFG, "--lm_file", "exp/lm/nope.pth"],
+                 capsys)
+    assert "exp/lm/nope.pth: LM model file not found" in line
+    line = fails(pack, base + ["--decode_config", "conf/nope.yaml"], capsys)
+    assert "conf/nope.yaml: decoding config not found" in line
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.zip"]
+
+
+def test_recognize_missing_lm_file_names_it(recipe, capsys):
+    line = fails(recognize_main(), model_args(recipe) + DECODE + [
+        "--lm_train_config", str(recipe / CFG), "--lm_file", str(recipe / "exp/lm/nope.pth"),
+        "--lang", "it", "--wav", str(recipe / "audio/good0.wav")], capsys)
+    assert "exp/lm/nope.pth: LM model file not found" in line
+
+
 def test_export_pathway_truncated_model_and_unknown_language(recipe, truncated_checkpoint,
                                                              tmp_path, capsys):
     from espnet_pathways.bin.export_pathway import main as export
