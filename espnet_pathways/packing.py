@@ -520,14 +520,15 @@ def check_packed_zip(path: PathLike) -> Dict[str, Any]:
                     f"{path}: the zip is incomplete: it has no meta.yaml (pack models with "
                     "python -m espnet_pathways.bin.asr_pathways_pack)")
             meta = yaml.safe_load(z.read("meta.yaml"))
-            listed = {**(meta.get("yaml_files") or {}), **(meta.get("files") or {})}
+            yaml_files = meta.get("yaml_files") or {}
+            listed = {**yaml_files, **(meta.get("files") or {})}
             for key, arc in listed.items():
                 if arc not in names:
                     raise IncompleteModelError(
                         f"{path}: the zip is incomplete: it lacks {arc} ({key} in "
                         "meta.yaml); pack the model again")
-            cfgs = {k: yaml.safe_load(z.read((meta.get("yaml_files") or {})[k]))
-                    for k in CONFIGS_WITH_FILES if k in (meta.get("yaml_files") or {})}
+            cfgs = {k: yaml.safe_load(z.read(yaml_files[k]))
+                    for k in CONFIGS_WITH_FILES if k in yaml_files}
     except (zipfile.BadZipFile, zlib.error, EOFError, yaml.YAMLError) as e:
         raise IncompleteModelError(
             f"{path}: not a complete model zip ({type(e).__name__}: {e}); the file is "

@@ -655,12 +655,18 @@ pathway_steps() {
   echo $((iters * epochs))
 }
 
+# steps_args TOTAL: --num_iters_per_epoch for a run of --pathways_config of TOTAL steps
+# (rounded up to whole epochs)
+steps_args() {
+  local epochs; epochs=$(config_value "$pathways_config" max_epoch)
+  [ -n "$epochs" ] || { echo "$0: ${pathways_config} needs max_epoch" >&2; exit 1; }
+  echo "--num_iters_per_epoch $(( ($1 + epochs - 1) / epochs ))"
+}
+
 matched_args() {  # --num_iters_per_epoch for a run of --pathways_config
   "$match_compute" || return 0
-  local total epochs
-  total=$(matched_steps); epochs=$(config_value "$pathways_config" max_epoch)
-  [ -n "$epochs" ] || { echo "$0: ${pathways_config} needs max_epoch" >&2; exit 1; }
-  echo "--num_iters_per_epoch $(( (total + epochs - 1) / epochs ))"
+  local total; total=$(matched_steps)
+  steps_args "$total"
 }
 
 # Dense baselines beside the dense model: dense_ft (the dense model continued on the
@@ -811,12 +817,9 @@ queue_dynamic() {
     log "pathways_dynamic: no ${dynamic_config}; not trained (and not decoded or reported)"
     return
   fi
-  local overrides start=() steps=$1 epochs
+  local overrides start=() steps=$1
   overrides=$(${python} -m espnet_pathways.bin.dynamic_overrides "$dynamic_config") || exit 1
-  if [ -n "$dynamic_steps" ]; then
-    epochs=$(config_value "$pathways_config" max_epoch)
-    steps="--num_iters_per_epoch $(( (dynamic_steps + epochs - 1) / epochs ))"
-  fi
+  if [ -n "$dynamic_steps" ]; then steps=$(steps_args "$dynamic_steps"); fi
   case "$dynamic_init" in
     mid) ;;
     lap) start=(--pathway_masks "${expdir}/asr_lap/masks.pth") ;;
