@@ -35,7 +35,8 @@ offline computation for both encoders.
 
 It applies to ESPnet's Conformer ``Encoder`` with its non-VGG ``ConvInput`` (the
 recipe's encoder) and to :class:`~espnet_pathways.encoders.EmformerEncoder`, with a
-frontend with an STFT and global (or no) feature normalisation; other models keep
+frontend with an STFT and global, causal (:class:`~espnet_pathways.normalize.CausalMVN`,
+whose running mean the stream carries) or no feature normalisation; other models keep
 ESPnet's path (:func:`supports_exact_streaming`).
 """
 from __future__ import annotations
@@ -46,12 +47,14 @@ from typing import Optional
 import torch
 
 from espnet_pathways.encoders import EmformerEncoder
+from espnet_pathways.normalize import CausalMVN, StreamState
 
 
 def supports_exact_streaming(model: torch.nn.Module) -> bool:
     """True for ESPnet's Conformer encoder with a valid-convolution input or the Emformer
-    encoder, an STFT frontend and a per-frame normalisation (global MVN or none; an
-    utterance MVN needs the whole utterance, so no chunked computation can equal it)."""
+    encoder, an STFT frontend and a normalisation that needs no future frame (global MVN,
+    :class:`~espnet_pathways.normalize.CausalMVN` or none; an utterance MVN needs the
+    whole utterance, so no chunked computation can equal it)."""
     from espnet2.asr_transducer.encoder.blocks.conv_input import ConvInput
     from espnet2.asr_transducer.encoder.encoder import Encoder
     from espnet2.layers.global_mvn import GlobalMVN
@@ -68,7 +71,7 @@ def supports_exact_streaming(model: torch.nn.Module) -> bool:
         (conformer_input or isinstance(encoder, EmformerEncoder))
         and stft is not None
         and getattr(stft, "center", False)
-        and (model.normalize is None or isinstance(model.normalize, GlobalMVN))
+        and (model.normalize is None or isinstance(model.normalize, GlobalMVN))  # CausalMVN too
     )
 
 
@@ -89,7 +92,7 @@ class ExactStreamingInput:
         if not supports_exact_streaming(model):
             raise ValueError(
                 "exact streaming needs ESPnet's Conformer encoder with ConvInput or the "
-                "Emformer encoder, an STFT frontend and global or no normalisation"
+                "Emformer encoder, an STFT frontend and global, causal or no normalisation"
             )
         self.model = model
         stft = model.frontend.stft
@@ -108,6 +111,7 @@ class ExactStreamingInput:
         self.samples_start = 0  # global index of self.samples[0]
         self.next_frame = 0  # global index of the next feature frame to emit
         self.feats: Optional[torch.Tensor] = None  # features not yet consumed by the embed
+        self.norm_state: Optional[StreamState] = None  # CausalMVN's running mean
 
     # ------------------------------------------------------------------ features
     def features(self, chunk: torch.Tensor, is_final: bool) -> torch.Tensor:
@@ -130,9 +134,13 @@ class ExactStreamingInput:
         feats, feats_len = self.model._extract_feats(
             segment.unsqueeze(0), torch.tensor([segment.numel()], device=segment.device)
         )
-        if self.model.normalize is not None:
-            feats, feats_len = self.model.normalize(feats, feats_len)
+        normalize = self.model.normalize
+        causal = isinstance(normalize, CausalMVN)
+        if normalize is not None:  # per frame; CausalMVN's running mean continues below
+            feats, feats_len = (normalize.per_frame if causal else normalize)(feats, feats_len)
         feats = feats[:, self.next_frame - first_in_segment:last - first_in_segment + 1]
+        if causal:
+            feats, self.norm_state = normalize.stream(feats, self.norm_state)
         self.next_frame = last + 1
         # Keep the samples the next call's segment starts from.
         keep_from = max(self.next_frame - self.lead_frames, 0) * self.hop

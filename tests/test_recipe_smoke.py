@@ -157,8 +157,10 @@ def test_decoding_was_streaming_and_rerun_skips_done_work(recipe):
     d, cmd = recipe
     log = (d / "exp/asr_dense/decode_streaming/test/logdir/decode.1.log").read_text()
     assert "streaming=True" in log
-    proc = run(cmd + ["--stage", "5", "--stop_stage", "13"], d, timeout=600)
+    proc = run(cmd + ["--stage", "4", "--stop_stage", "13"], d, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "feature statistics: done already" in proc.stdout  # stage 4 reads no audio
+    assert "Collecting feature statistics" not in proc.stdout
     assert "already trained with this config" in proc.stdout
     assert "decoded already; skipping" in proc.stdout
     # Nothing is trained or decoded again: stage 9 rewrites the same masks with the same

@@ -11,7 +11,9 @@ Writes ``<out_dir>/config.yaml`` (the training config with ``pathway_masks: null
 pathway's zeros are real zeros) and ``<out_dir>/export.yaml`` (source, language,
 sparsity).  Plain ESPnet decodes it: ``espnet2.bin.asr_transducer_inference.Speech2Text(
 asr_train_config=..., asr_model_file=...)`` gives what ``PathwaySpeech2Text`` gives for
-``lang="it"`` on the multilingual model.  ``--asr_model_file`` may also be a compact file
+``lang="it"`` on the multilingual model (a model trained with ``--normalize causal_mvn``,
+:mod:`espnet_pathways.normalize`, needs ``PathwaySpeech2Text``: plain ESPnet has no such
+normalisation).  ``--asr_model_file`` may also be a compact file
 (``*.compact.pth`` from ``asr_pathways_pack --compact true``), which carries its masks.
 
 ``--quantize_asr_model true`` (ESPnet's option name, with ``--quantize_modules``) also
@@ -86,11 +88,19 @@ def export_pathway(
     # Options of our model that ESPnet's ESPnetASRTransducerModel does not take.
     cfg["model_conf"] = {k: v for k, v in (cfg.get("model_conf") or {}).items()
                          if k not in ("rnnt_loss_impl", "output_vocab_sizes")}
+    if cfg.get("normalize") == "causal_mvn":
+        logging.warning("normalize: causal_mvn is espnet_pathways' (normalize.py): decode the "
+                        "export with PathwaySpeech2Text or espnet_pathways.bin.recognize; "
+                        "plain ESPnet's Speech2Text knows global_mvn and utterance_mvn only")
     if check:  # plain ESPnet must find every parameter of its model in the file (checked
         # before anything is written: a failed check keeps an earlier export)
-        from espnet2.tasks.asr_transducer import ASRTransducerTask
+        import espnet2.tasks.asr_transducer as espnet_task
 
-        model = ASRTransducerTask.build_model(argparse.Namespace(**cfg))
+        from espnet_pathways.tasks.asr_pathways import normalize_choices, substituted
+
+        # causal_mvn stores what global_mvn stores: ESPnet's own model with our choices.
+        with substituted(espnet_task, normalize_choices=normalize_choices):
+            model = espnet_task.ASRTransducerTask.build_model(argparse.Namespace(**cfg))
         missing, unexpected = model.load_state_dict(out_state, strict=False)
         if missing:
             raise RuntimeError(f"exported state dict lacks {missing} (plain ESPnet would "

@@ -7,6 +7,9 @@ normalize, encoder, decoder and joint-network options, same YAML) plus:
 * ``lang`` as an optional data name, fed from a ``utt2lang_id`` ``text_int`` file;
 * ``--pathway_masks``: a saved mask set; when given, training and validation run each
   language through its pathway ``W * m_l``;
+* ``--normalize causal_mvn``: :class:`~espnet_pathways.normalize.CausalMVN`, ESPnet's
+  global MVN followed by a running (streamable) per-utterance mean, beside ESPnet's
+  ``global_mvn`` and ``utterance_mvn``;
 * :class:`~espnet_pathways.trainer.PathwayTrainer`, which masks optimizer updates and
   runs iterative magnitude pruning inside ESPnet's own training loop.
 """
@@ -23,19 +26,35 @@ from typing import Any, Iterator, Optional, Sequence, Tuple
 import torch
 from typeguard import typechecked
 
+import espnet2.tasks.asr_transducer as espnet_task
 from espnet2.asr_transducer.encoder.encoder import Encoder
 from espnet2.tasks.asr_transducer import ASRTransducerTask
+from espnet2.train.class_choices import ClassChoices
 from espnet2.utils.types import str_or_none
 
 from espnet_pathways.encoders import ENCODER_CHOICES, build_encoder
 from espnet_pathways.model import PathwayTransducerModel, log_model_summary
+from espnet_pathways.normalize import CausalMVN
 from espnet_pathways.trainer import PathwayTrainer
+
+#: ESPnet's ``--normalize`` choices plus ``causal_mvn``.
+normalize_choices = ClassChoices(
+    "normalize",
+    classes=dict(espnet_task.normalize_choices.classes, causal_mvn=CausalMVN),
+    type_check=espnet_task.normalize_choices.base_type,
+    default=espnet_task.normalize_choices.default,
+    optional=espnet_task.normalize_choices.optional,
+)
 
 
 class ASRPathwaysTask(ASRTransducerTask):
     """Transducer task whose model knows each utterance's language."""
 
     trainer = PathwayTrainer
+    class_choices_list = [
+        normalize_choices if choices.name == "normalize" else choices
+        for choices in ASRTransducerTask.class_choices_list
+    ]
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -143,9 +162,10 @@ class ASRPathwaysTask(ASRTransducerTask):
         """ESPnet's ``ASRTransducerTask.build_model``, building our encoder and model.
 
         One build, by ESPnet's own code: :func:`pathway_builders` substitutes, for the
-        duration of the call only, the two names that differ (``--encoder`` and
-        :class:`PathwayTransducerModel`); everything else (token list, frontend,
-        specaug, normalize, decoder, joint network, ``model_conf``) is ESPnet's.
+        duration of the call only, the names that differ (``--encoder``, the
+        ``--normalize`` choices and :class:`PathwayTransducerModel`); everything else
+        (token list, frontend, specaug, decoder, joint network, ``model_conf``) is
+        ESPnet's.
         """
         languages = list(getattr(args, "languages", None) or [])
         with pathway_builders(getattr(args, "encoder", None), languages):
@@ -162,22 +182,22 @@ class ASRPathwaysTask(ASRTransducerTask):
 @contextmanager
 def pathway_builders(encoder_type: Optional[str], languages: Sequence[str]) -> Iterator[None]:
     """Within the block, ESPnet's transducer task builds ``build_encoder(encoder_type,
-    ...)`` for its ``Encoder`` and :class:`PathwayTransducerModel` for its model.
+    ...)`` for its ``Encoder``, :class:`PathwayTransducerModel` for its model, and looks
+    ``--normalize`` up in this module's :data:`normalize_choices`.
 
     ``ASRTransducerTask.build_model`` looks both names up in its module when it runs, so
     replacing them there (and restoring them on exit, however the block ends) reuses
     ESPnet's builder unchanged.  ``model_conf.rnnt_loss_impl`` reaches our model through
     ESPnet's ``**args.model_conf``.
     """
-    import espnet2.tasks.asr_transducer as espnet_task
-
     def encoder(input_size: int, **encoder_conf: Any) -> Encoder:
         return build_encoder(encoder_type, input_size, encoder_conf)
 
     def model(**kwargs: Any) -> PathwayTransducerModel:
         return PathwayTransducerModel(languages=languages, **kwargs)
 
-    with substituted(espnet_task, Encoder=encoder, ESPnetASRTransducerModel=model):
+    with substituted(espnet_task, Encoder=encoder, ESPnetASRTransducerModel=model,
+                     normalize_choices=normalize_choices):
         yield
 
 

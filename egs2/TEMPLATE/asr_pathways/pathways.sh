@@ -122,6 +122,8 @@ bpe_model_type=unigram
 # Training
 dense_config=conf/train_dense.yaml
 dense_tag=dense
+feats_normalize=global_mvn   # global_mvn | causal_mvn (global MVN, then a running per-utterance
+                             # mean: streamable, espnet_pathways/normalize.py) | utterance_mvn
 train_args=""
 inference_model=latest.pth  # the model at the end of its schedule: every config's epochs are chosen on
                             # decoded dev CER (conf/tuning/dense_tuning.md), and the dev loss behind
@@ -265,10 +267,10 @@ run_stage() {
     "$@"
     local dt=$((SECONDS - t0))
     [ -f "$reused_log" ] && reused=$(wc -l <"$reused_log") && rm -f "$reused_log"
-    # 5th column: trainings and decodings found done and not redone (the time is then
+    # 5th column: trainings, decodings and statistics found done and not redone (the time is then
     # less than a full run of the stage; the reports say so)
     printf '%s\t%s\t%s\t%s\t%s\n' "$(date '+%F %T')" "$n" "$name" "$dt" "$reused" >>"$times"
-    log "Stage ${n} done in ${dt} s$([ "$reused" -gt 0 ] && echo " (${reused} trainings/decodings reused)")"
+    log "Stage ${n} done in ${dt} s$([ "$reused" -gt 0 ] && echo " (${reused} trainings/decodings/statistics found done and reused)")"
     refresh_stage_times "$n"
   fi
 }
@@ -306,6 +308,16 @@ data_args() {  # --{train,valid}_data_path_and_name_and_type for ESPnet's loader
   echo "--${which}_data_path_and_name_and_type ${dir}/wav.scp,speech,sound" \
        "--${which}_data_path_and_name_and_type ${dir}/${text_file},text,text" \
        "--${which}_data_path_and_name_and_type ${dir}/utt2lang_id,lang,text_int"
+}
+
+# Feature normalisation of every training (asr.sh's --feats_normalize): the ones built on
+# global statistics read stage 4's feats_stats.npz.
+normalize_args() {
+  case "$feats_normalize" in
+    global_mvn|causal_mvn)
+      echo "--normalize ${feats_normalize} --normalize_conf stats_file=${stats_dir}/train/feats_stats.npz" ;;
+    *) echo "--normalize ${feats_normalize}" ;;
+  esac
 }
 
 common_train_args() {
@@ -405,7 +417,28 @@ stage_vocabulary() {
   if "$use_lm"; then stage_lm; fi
 }
 
+# Skipped when done already for the same data lists, lengths, tokens and config (a rerun
+# of the whole recipe: ESPnet's collect_stats reads every utterance, ~1 minute).  The
+# audio is known by its wav.scp paths and lengths (the corpus builder writes each build
+# version under its own directory).
+stats_signature() {
+  local d lang files=("$dense_config" "$token_list")
+  for d in "${data_feats}/${train_set}" "${data_feats}/${valid_set}"; do
+    files+=("${d}/wav.scp" "${d}/${text_file}" "${d}/utt2lang_id" "${d}/utt2num_samples")
+  done
+  for lang in ${languages}; do
+    files+=("${data_feats}/${train_set}_${lang}/utt2lang" "${data_feats}/${valid_set}_${lang}/utt2lang")
+  done
+  { echo "$(common_train_args)"; md5sum "${files[@]}"; } | md5sum | cut -c1-32
+}
+
 stage_stats() {
+  local sig; sig=$(stats_signature)
+  if [ -f "${stats_dir}/.done" ] && [ "$(cat "${stats_dir}/.done")" = "$sig" ]; then
+    log "feature statistics: done already for these data, tokens and config (${stats_dir}); skipping"
+    echo stats >>"$reused_log"; return
+  fi
+  rm -f "${stats_dir}/.done"
   log "Collecting feature statistics and shapes -> ${stats_dir}"
   ${python} -m espnet_pathways.bin.asr_pathways_train --collect_stats true \
     $(common_train_args) --config "$dense_config" \
@@ -427,6 +460,7 @@ stage_stats() {
       done
     done
   done
+  echo "$sig" >"${stats_dir}/.done"
 }
 
 # train_signature CONFIG [args...]: what a finished run's .done holds (config, arguments,
@@ -438,7 +472,7 @@ train_signature() {
   local config=$1; shift
   local a inputs=()
   for a in "$@"; do if [ -f "$a" ]; then inputs+=("$a"); fi; done
-  { cat "$config"; echo "$* ${sub:-} ${train_args} $(common_train_args)"
+  { cat "$config"; echo "$* ${sub:-} ${train_args} $(common_train_args) $(normalize_args)"
     if [ ${#inputs[@]} -gt 0 ]; then md5sum "${inputs[@]}"; fi; } | md5sum | cut -c1-32
 }
 
@@ -502,7 +536,7 @@ train_system() {
       --train_shape_file "${stats_dir}/train${sub}/text_shape.${token_type}"
       --valid_shape_file "${stats_dir}/valid${sub}/speech_shape"
       --valid_shape_file "${stats_dir}/valid${sub}/text_shape.${token_type}"
-      --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz"
+      $(normalize_args)
       --resume true --output_dir "$dir" "${ranks_args[@]}" ${train_args} "$@")
   # A rerun (resume after a crash, or a changed config) appends to the log after a line
   # naming the date and command: the earlier epochs' history is never truncated.
