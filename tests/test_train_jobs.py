@@ -384,6 +384,26 @@ def test_a_training_whose_start_model_changed_is_redone(tmp_path: Path) -> None:
     assert (tmp_path / "f3" / "calls").read_text().split() == ["dense_ft"]
 
 
+def test_feats_normalize_reaches_every_training_and_a_change_retrains(tmp_path: Path) -> None:
+    """--feats_normalize (asr.sh's option) gives every training its --normalize with stage
+    4's statistics, and a finished run is redone when it changes (then kept)."""
+    recipe = make_recipe(tmp_path)
+    first = run_stage(recipe, tmp_path / "f1", train_jobs=1, systems="dense dense_ft")
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    args = read(tmp_path / "f1", "dense_ft", "args")
+    assert "--normalize global_mvn --normalize_conf stats_file=exp/asr_stats_" in args
+    done = recipe / "exp" / "asr_dense_ft" / ".done"
+    causal = run_stage(recipe, tmp_path / "f2", train_jobs=1, systems="dense dense_ft",
+                       extra=["--feats_normalize", "causal_mvn"])
+    assert causal.returncode == 0, (causal.stdout + causal.stderr)[-3000:]
+    assert (tmp_path / "f2" / "calls").read_text().split() == ["dense_ft"]
+    assert "--normalize causal_mvn --normalize_conf stats_file=" in read(tmp_path / "f2", "dense_ft", "args")
+    same = run_stage(recipe, tmp_path / "f3", train_jobs=1, systems="dense dense_ft",
+                     extra=["--feats_normalize", "causal_mvn"])
+    assert "dense_ft: already trained with this config" in same.stdout
+    assert not (tmp_path / "f3" / "calls").exists() and done.is_file()
+
+
 def test_a_scratch_expdir_leaves_the_main_reports_alone(tmp_path: Path) -> None:
     """Reports follow --expdir: a sweep in exp_scratch (stage 20 here) refreshes
     exp_scratch's reports if any, never the main run's RESULTS_add_cs.md, which the

@@ -472,7 +472,10 @@ train_signature() {
   local config=$1; shift
   local a inputs=()
   for a in "$@"; do if [ -f "$a" ]; then inputs+=("$a"); fi; done
-  { cat "$config"; echo "$* ${sub:-} ${train_args} $(common_train_args) $(normalize_args)"
+  # The default normalisation adds nothing: runs finished before --feats_normalize
+  # existed (global MVN, the only one then) stay done.
+  local norm=""; [ "$feats_normalize" = global_mvn ] || norm=" $(normalize_args)"
+  { cat "$config"; echo "$* ${sub:-} ${train_args} $(common_train_args)${norm}"
     if [ ${#inputs[@]} -gt 0 ]; then md5sum "${inputs[@]}"; fi; } | md5sum | cut -c1-32
 }
 
