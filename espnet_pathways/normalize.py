@@ -74,7 +74,7 @@ class CausalMVN(GlobalMVN):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B, T, D) features -> normalised features (padding set to 0), lengths."""
         x, ilens = self.per_frame(x, ilens)
-        running, _ = self._subtract_running_mean(x, torch.zeros_like(x[:, 0]), 0)
+        running, _ = self._subtract_running_mean(x, x.new_zeros(x.size(0), x.size(-1)), 0)
         if ilens is not None:
             running = running.masked_fill(make_pad_mask(ilens, running, 1), 0.0)
         return running, ilens

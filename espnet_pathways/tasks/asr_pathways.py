@@ -185,7 +185,7 @@ def pathway_builders(encoder_type: Optional[str], languages: Sequence[str]) -> I
     ...)`` for its ``Encoder``, :class:`PathwayTransducerModel` for its model, and looks
     ``--normalize`` up in this module's :data:`normalize_choices`.
 
-    ``ASRTransducerTask.build_model`` looks both names up in its module when it runs, so
+    ``ASRTransducerTask.build_model`` looks these names up in its module when it runs, so
     replacing them there (and restoring them on exit, however the block ends) reuses
     ESPnet's builder unchanged.  ``model_conf.rnnt_loss_impl`` reaches our model through
     ESPnet's ``**args.model_conf``.
