@@ -402,6 +402,10 @@ def test_feats_normalize_reaches_every_training_and_a_change_retrains(tmp_path: 
                      extra=["--feats_normalize", "causal_mvn"])
     assert "dense_ft: already trained with this config" in same.stdout
     assert not (tmp_path / "f3" / "calls").exists() and done.is_file()
+    bad = run_stage(recipe, tmp_path / "f4", train_jobs=1, systems="dense dense_ft",
+                    extra=["--feats_normalize", "cmvn"])
+    assert bad.returncode != 0 and "--feats_normalize must be" in bad.stderr and "'cmvn'" in bad.stderr
+    assert not (tmp_path / "f4" / "calls").exists() and done.is_file()
 
 
 def test_a_scratch_expdir_leaves_the_main_reports_alone(tmp_path: Path) -> None:

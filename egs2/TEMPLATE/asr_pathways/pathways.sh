@@ -203,6 +203,8 @@ for kv in ${lsp_prune_every}; do
 done
 case "$random_layer_sparsity" in lsp_imp|uniform) ;; *)
   echo "$0: --random_layer_sparsity must be lsp_imp or uniform, got '${random_layer_sparsity}'" >&2; exit 1 ;; esac
+case "$feats_normalize" in global_mvn|causal_mvn|utterance_mvn|none) ;; *)
+  echo "$0: --feats_normalize must be global_mvn, causal_mvn, utterance_mvn or none, got '${feats_normalize}'" >&2; exit 1 ;; esac
 case "$train_jobs" in
   all) ;;
   ''|*[!0-9]*|0) echo "$0: --train_jobs must be a positive integer or all, got '${train_jobs}'" >&2; exit 1 ;;
