@@ -28,5 +28,5 @@ setup(
         # We never use g2p; 5.6 has the same API and imports in ~30 ms.
         "inflect>=5.6,<6",
     ],
-    extras_require={"test": ["pytest", "pytest-xdist"]},  # xdist: tests/run_tests.sh runs 2 workers
+    extras_require={"test": ["pytest"]},
 )

@@ -5,7 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 egs2/TEMPLATE/asr_pathways/setup.sh .
-# Two workers, one test file at a time each (tests/conftest.py starts the smoke file
-# first): the smoke run's process starts and one-thread stages leave a core idle that the
-# unit tests fill.  `bash tests/run_tests.sh -n 0` runs everything in one process.
-exec .venv/bin/python -m pytest tests -q -n 2 --dist loadfile "$@"
+exec .venv/bin/python -m pytest tests -q "$@"
