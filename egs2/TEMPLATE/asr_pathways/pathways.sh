@@ -925,9 +925,16 @@ decode_system() {
     lm_args=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "$lm_model")
     newer_than+=("$lm_model")
   fi
+  # What a result was decoded with, beside its files' times: the checkpoint, masks and LM
+  # (or none) and the decoding config's contents.  Without it a rerun with --use_lm false
+  # after an LM-fused decoding, or with another --inference_model whose file is older than
+  # the result, kept the old hypotheses under the new heading.
+  local sig
+  sig=$({ echo "${model} ${masks[*]} ${lm_args[*]}"; cat "$decode_config"; } | md5sum | cut -c1-32)
   for t in ${test_sets}; do
     local data=${data_feats}/${t}${only:+_${only}} out=${dir}/${decode_tag}/${t} f done=true
     for f in "${newer_than[@]}"; do [ -f "${out}/text" ] && [ "${out}/text" -nt "$f" ] || done=false; done
+    [ "$(cat "${out}/.decode_signature" 2>/dev/null)" = "$sig" ] || done=false
     if "$done"; then
       log "${tag}/${t}: decoded already; skipping"; echo "${tag}/${t}" >>"$reused_log"; continue
     fi
@@ -963,6 +970,7 @@ decode_system() {
       cat "${out}"/logdir/output.*/1best_recog/${f} | sort >"${out}/${f}.tmp"
       mv "${out}/${f}.tmp" "${out}/${f}"
     done
+    echo "$sig" >"${out}/.decode_signature.tmp" && mv "${out}/.decode_signature.tmp" "${out}/.decode_signature"
   done
 }
 
