@@ -108,3 +108,16 @@ def write_dev_losses(exp_dir: Path, losses: Sequence[float]) -> Path:
     exp_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"reporter": reporter.state_dict()}, exp_dir / "checkpoint.pth")
     return exp_dir
+
+
+def fake_recipe(tmp_path: Path, fake_python: str) -> Path:
+    """A scratch recipe directory that runs the real pathways.sh with ``--python`` pointed
+    at ``fake_python`` (a bash script standing in for a Python entry point), for tests of
+    the stage wiring that must not start real trainings or decodings."""
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    for name in ("conf", "egs2", "path.sh", "cmd.sh"):
+        (recipe / name).symlink_to(ROOT / name)
+    (recipe / "fake_python").write_text(fake_python)
+    (recipe / "fake_python").chmod(0o755)
+    return recipe

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import fake_recipe
 
 # Records a line in $FAKE_DIR/calls per decoding job; the hypothesis of every utterance
 # is "lm" when --lm_file was given, else "nolm".
@@ -40,12 +40,7 @@ exec "$REAL_PYTHON" "$@"
 
 def make_recipe(tmp_path: Path) -> Path:
     """A dense run, an LM and a two-utterance English test set, as stages 2-5 leave them."""
-    recipe = tmp_path / "recipe"
-    recipe.mkdir()
-    for name in ("conf", "egs2", "path.sh", "cmd.sh"):
-        (recipe / name).symlink_to(ROOT / name)
-    (recipe / "fake_python").write_text(FAKE_PYTHON)
-    (recipe / "fake_python").chmod(0o755)
+    recipe = fake_recipe(tmp_path, FAKE_PYTHON)
     dense = recipe / "exp" / "asr_dense"
     dense.mkdir(parents=True)
     for name in ("config.yaml", "latest.pth", "valid.loss.best.pth"):

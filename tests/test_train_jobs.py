@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Dict, Sequence
 
+from helpers import fake_recipe
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Each training records under $FAKE_DIR: <tag>.threads (its OMP_NUM_THREADS), <tag>.ranks
@@ -64,12 +66,7 @@ exec "$REAL_PYTHON" "$@"
 
 
 def make_recipe(tmp_path: Path) -> Path:
-    recipe = tmp_path / "recipe"
-    recipe.mkdir()
-    for name in ("conf", "egs2", "path.sh", "cmd.sh"):
-        (recipe / name).symlink_to(ROOT / name)
-    (recipe / "fake_python").write_text(FAKE_PYTHON)
-    (recipe / "fake_python").chmod(0o755)
+    recipe = fake_recipe(tmp_path, FAKE_PYTHON)
     (recipe / "exp" / "asr_dense").mkdir(parents=True)
     (recipe / "exp" / "asr_dense" / "latest.pth").write_bytes(b"")  # dense_ft's start
     return recipe
