@@ -41,6 +41,9 @@ def get_parser() -> argparse.ArgumentParser:
                         "('none' = all)")
     p.add_argument("--voices_per_line", type=int, default=d.voices_per_line,
                    help="synthetic speakers per line (en/fr/it)")
+    p.add_argument("--extra_train_voices", type=int, default=d.extra_train_voices,
+                   help="further synthetic speakers per train line (en/fr/it); dev/test "
+                        "keep --voices_per_line")
     p.add_argument("--recorded_tts_fraction", type=float, default=d.recorded_tts_fraction,
                    help="fraction of recorded (nl/cs) train lines also spoken by one "
                         "synthetic train voice")

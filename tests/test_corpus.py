@@ -128,6 +128,8 @@ def test_validate_errors() -> None:
         validate(Options(langs=["en", "de"]))
     with pytest.raises(CorpusError):
         validate(Options(dev_fraction=0.6, test_fraction=0.5))
+    with pytest.raises(CorpusError, match="--extra_train_voices"):
+        validate(Options(extra_train_voices=-1))
 
 
 def test_speaker_ids_are_kaldi_safe() -> None:
@@ -193,6 +195,7 @@ def _read(path: Path) -> List[str]:
 
 
 def _tiny(tmp: Path, out: str, **kw: object) -> Options:
+    kw.setdefault("extra_train_voices", 0)
     opts = Options(max_lines_per_lang=2, voices_per_line=1, audio_dir=str(tmp / "audio"),
                    out_dir=str(tmp / out), nj=2, **kw)
     build(opts)
@@ -201,9 +204,10 @@ def _tiny(tmp: Path, out: str, **kw: object) -> Options:
 
 @needs_sources
 def test_tiny_build(tmp_path: Path) -> None:
-    _tiny(tmp_path, "data")
+    _tiny(tmp_path, "data", extra_train_voices=1)
     data = tmp_path / "data"
     all_utts: Dict[str, set] = {}
+    voices_per_sentence: Dict[str, Counter] = {}
     for split in ("train", "dev", "test"):
         cols = {f: [ln.split(" ", 1) for ln in _read(data / split / f)] for f in FILES}
         utts = [u for u, _ in cols["wav.scp"]]
@@ -219,6 +223,13 @@ def test_tiny_build(tmp_path: Path) -> None:
             assert 0.5 <= float(dur) <= 8.0
         all_utts[split] = {u.split("-", 1)[1] + lang for (u, _), (_, lang)
                            in zip(cols["utt2spk"], cols["utt2lang"])}
+        voices_per_sentence[split] = Counter(
+            u.split("-", 1)[1] + lang for (u, _), (_, lang)
+            in zip(cols["utt2spk"], cols["utt2lang"]) if lang != "nl")
+    # --voices_per_line 1 everywhere, plus --extra_train_voices 1 in train (en/fr/it).
+    assert max(voices_per_sentence["train"].values()) == 2
+    assert max(voices_per_sentence["dev"].values()) == 1
+    assert max(voices_per_sentence["test"].values()) == 1
     assert not (all_utts["train"] & all_utts["dev"]) and not (all_utts["dev"] & all_utts["test"])
     summary = _read(data / "local" / "corpus_summary.tsv")
     assert summary[0] == "split\tlang\tutterances\tspeakers\tvoices\thours"
@@ -236,7 +247,7 @@ def test_tiny_build(tmp_path: Path) -> None:
     # a corrupt one instead of trusting it.
     corrupt = Path(_read(data / "train" / "wav.scp")[0].split(" ", 1)[1])
     corrupt.write_bytes(b"not a wav")
-    _tiny(tmp_path, "again")
+    _tiny(tmp_path, "again", extra_train_voices=1)
     assert corrupt.stat().st_size > 1000
     for split in ("train", "dev", "test"):
         for f in FILES:

@@ -49,7 +49,8 @@ def recipe(tmp_path_factory):
         "bash", "egs2/TEMPLATE/asr_pathways/pathways.sh",
         "--languages", "en nl", "--nj", "2", "--nbpe", "30", "--cpu_ranks", "2",
         "--local_data_opts",
-        "--langs en,nl --max_lines_per_lang 5 --voices_per_line 1 --low_resource_lang none",
+        "--langs en,nl --max_lines_per_lang 5 --voices_per_line 1 --extra_train_voices 0 "
+        "--low_resource_lang none",
         "--dense_config", "tconf/train_tiny.yaml",
         "--dense_small_config", "tconf/train_tiny_small.yaml",
         "--prune_config", "tconf/prune_tiny.yaml", "--lap_config", "tconf/prune_tiny.yaml",

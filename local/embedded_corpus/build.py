@@ -45,7 +45,8 @@ class Options:
     langs: List[str] = field(default_factory=lambda: list(DEFAULT_LANGS))
     max_lines_per_lang: Optional[int] = None  # per language AND split
     voices_per_line: int = 2
-    recorded_tts_fraction: float = 0.25
+    extra_train_voices: int = 1
+    recorded_tts_fraction: float = 0.5
     max_duration: float = 8.0
     min_duration: float = 0.5
     seed: int = 0
@@ -151,7 +152,9 @@ def _speakers_of(ln: Line, opts: Options, pools: Dict[Tuple[str, str], List[Spea
                  fillets_root: Path) -> List[Tuple[Speaker, Optional[Path]]]:
     """(speaker, recording or None) for one line.
 
-    en/fr/it: ``voices_per_line`` synthetic speakers of the line's split.  nl/cs: the
+    en/fr/it: ``voices_per_line`` synthetic speakers of the line's split, plus
+    ``extra_train_voices`` in train (more voices per training sentence generalise better
+    to unheard voices; held-out splits need no more).  nl/cs: the
     recording when its character belongs to the line's split (plus, for a fraction
     ``recorded_tts_fraction`` of train lines, one synthetic train speaker for voice
     diversity); otherwise (a fish line in dev/test, or no recording) one synthetic
@@ -159,7 +162,8 @@ def _speakers_of(ln: Line, opts: Options, pools: Dict[Tuple[str, str], List[Spea
     rng = random.Random(stable_seed(opts.seed, ln.lang, *ln.key))
     pool = pools[(ln.lang, ln.split)]
     if ln.lang not in RECORDED_LANGS:
-        return [(s, None) for s in voices.pick_speakers(pool, opts.voices_per_line, rng)]
+        n = opts.voices_per_line + (opts.extra_train_voices if ln.split == "train" else 0)
+        return [(s, None) for s in voices.pick_speakers(pool, n, rng)]
     src = fillets.recording(ln.key, ln.lang, fillets_root)
     spk = voices.recorded_speaker(ln.lang, fillets.character(ln.key[1]))
     if not (src.exists() and spk.split == ln.split):
@@ -282,6 +286,8 @@ def validate(opts: Options) -> None:
         raise CorpusError("--recorded_tts_fraction must be in [0, 1]")
     if opts.voices_per_line < 1 or opts.nj < 1:
         raise CorpusError("--voices_per_line and --nj must be >= 1")
+    if opts.extra_train_voices < 0:
+        raise CorpusError("--extra_train_voices must be >= 0")
     if opts.max_lines_per_lang is not None and opts.max_lines_per_lang < 1:
         raise CorpusError("--max_lines_per_lang must be >= 1 (or none for all)")
     if opts.min_duration >= opts.max_duration:
