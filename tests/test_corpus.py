@@ -221,11 +221,10 @@ def test_tiny_build(tmp_path: Path) -> None:
             assert Path(wav).is_absolute() and Path(wav).exists()
         for _, dur in cols["utt2dur"]:
             assert 0.5 <= float(dur) <= 8.0
-        all_utts[split] = {u.split("-", 1)[1] + lang for (u, _), (_, lang)
-                           in zip(cols["utt2spk"], cols["utt2lang"])}
-        voices_per_sentence[split] = Counter(
-            u.split("-", 1)[1] + lang for (u, _), (_, lang)
-            in zip(cols["utt2spk"], cols["utt2lang"]) if lang != "nl")
+        sentences = [(u.split("-", 1)[1] + lang, lang) for (u, _), (_, lang)
+                     in zip(cols["utt2spk"], cols["utt2lang"])]
+        all_utts[split] = {sent for sent, _ in sentences}
+        voices_per_sentence[split] = Counter(sent for sent, lang in sentences if lang != "nl")
     # --voices_per_line 1 everywhere, plus --extra_train_voices 1 in train (en/fr/it).
     assert max(voices_per_sentence["train"].values()) == 2
     assert max(voices_per_sentence["dev"].values()) == 1
