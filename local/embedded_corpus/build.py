@@ -46,7 +46,7 @@ class Options:
     max_lines_per_lang: Optional[int] = None  # per language AND split
     voices_per_line: int = 2
     extra_train_voices: int = 1
-    recorded_tts_fraction: float = 0.5
+    recorded_tts_fraction: float = 1.0
     max_duration: float = 8.0
     min_duration: float = 0.5
     seed: int = 0
