@@ -10,6 +10,10 @@ normalize, encoder, decoder and joint-network options, same YAML) plus:
 * ``--normalize causal_mvn``: :class:`~espnet_pathways.normalize.CausalMVN`, ESPnet's
   global MVN followed by a running (streamable) per-utterance mean, beside ESPnet's
   ``global_mvn`` and ``utterance_mvn``;
+* ``--preprocessor_conf``: further keywords of ESPnet's ``CommonPreprocessor``, as
+  ESPnet's ASR task has them (its transducer task has none), so that its on-the-fly
+  waveform augmentation (``data_aug_effects``: speed perturbation, pitch shift, band
+  limits, codecs, ...) reaches a transducer;
 * :class:`~espnet_pathways.trainer.PathwayTrainer`, which masks optimizer updates and
   runs iterative magnitude pruning inside ESPnet's own training loop.
 """
@@ -21,8 +25,9 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from typeguard import typechecked
 
@@ -30,6 +35,8 @@ import espnet2.tasks.asr_transducer as espnet_task
 from espnet2.asr_transducer.encoder.encoder import Encoder
 from espnet2.tasks.asr_transducer import ASRTransducerTask
 from espnet2.train.class_choices import ClassChoices
+from espnet2.train.preprocessor import CommonPreprocessor
+from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str_or_none
 
 from espnet_pathways.encoders import ENCODER_CHOICES, build_encoder
@@ -105,6 +112,14 @@ class ASRPathwaysTask(ASRTransducerTask):
             default=1.0,
             help="beta of P(l) ~ (n_l/N)^beta for --language_batches homogeneous",
         )
+        group.add_argument(
+            "--preprocessor_conf",
+            action=NestedDictAction,
+            default=dict(),
+            help="Further keywords of ESPnet's CommonPreprocessor (they win over the "
+            "task's own), e.g. data_aug_effects / data_aug_num / data_aug_prob with fs "
+            "(the sample rate) for on-the-fly waveform augmentation in training",
+        )
         # The pruning options are the trainer's: AbsTask.get_parser adds them.
 
     @classmethod
@@ -151,6 +166,28 @@ class ASRPathwaysTask(ASRTransducerTask):
         return factory
 
     @classmethod
+    def build_preprocess_fn(
+        cls, args: argparse.Namespace, train: bool
+    ) -> Optional[Callable[[str, Dict[str, np.ndarray]], Dict[str, np.ndarray]]]:
+        """ESPnet's transducer preprocessor, built with ``--preprocessor_conf``'s keywords.
+
+        ESPnet's ASR task passes ``preprocessor_conf`` to its ``CommonPreprocessor``; its
+        transducer task builds the same class without it, which left the waveform
+        augmentation unreachable.  The one piece that differs is the class it calls:
+        within ESPnet's own builder, ``CommonPreprocessor`` takes these keywords too.
+        """
+        conf = dict(getattr(args, "preprocessor_conf", None) or {})
+        if not conf:
+            return super().build_preprocess_fn(args, train)
+        check_preprocessor_conf(conf)
+
+        def preprocessor(**kwargs: Any) -> CommonPreprocessor:
+            return CommonPreprocessor(**{**kwargs, **conf})
+
+        with substituted(espnet_task, CommonPreprocessor=preprocessor):
+            return super().build_preprocess_fn(args, train)
+
+    @classmethod
     def optional_data_names(
         cls, train: bool = True, inference: bool = False
     ) -> Tuple[str, ...]:
@@ -177,6 +214,20 @@ class ASRPathwaysTask(ASRTransducerTask):
             model.set_pathway_masks(PathwayMasks.load(masks_path))
         log_model_summary(model)
         return model
+
+
+def check_preprocessor_conf(conf: Dict[str, Any]) -> None:
+    """Refuse, with the key at fault, a ``--preprocessor_conf`` that would break silently:
+    ``train`` is the task's to set (training vs. inference), and ESPnet applies
+    ``data_aug_effects`` at the sample rate ``fs``, whose default 0 fails deep inside a
+    data-loader worker."""
+    if "train" in conf:
+        raise ValueError("--preprocessor_conf: 'train' is set by the task, not the config")
+    if conf.get("data_aug_effects") and not conf.get("fs"):
+        raise ValueError(
+            "--preprocessor_conf: data_aug_effects needs fs, the audio's sample rate "
+            "(e.g. fs: 16000)"
+        )
 
 
 @contextmanager
