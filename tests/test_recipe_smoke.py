@@ -87,32 +87,66 @@ def test_lone_cpu_trainings_ran_as_two_gloo_ranks(recipe):
     assert re.search(r"\[\S+:0/2\]", (d / "exp/asr_dense/train.log").read_text())  # rank 0 of 2
 
 
+def _batch_bins_packed_alike_by_one_and_two_ranks(d: Path, argv: list) -> int:
+    """The smallest batch_bins from the run's own up (doubling) at which the language
+    batches of one process and of 2 DDP ranks are the same.  Under DDP a batch must hold
+    an utterance per rank, so the sampler merges a batch smaller than the world into its
+    neighbour (ESPnet's numel sampler does the same with its min_batch_size): where the
+    packings differ the utterance counts must differ too, whatever the trainer does."""
+    from espnet_pathways.samplers import LanguageHomogeneousSampler
+
+    def opt(name):
+        return [argv[i + 1] for i, a in enumerate(argv) if a == name]
+
+    config = yaml.safe_load((d / opt("--config")[0]).read_text())
+    shape = str(d / opt("--train_shape_file")[0])
+    category2utt = str((d / opt("--train_data_path_and_name_and_type")[0].split(",")[0])
+                       .parent / "category2utt")
+    bins = int(config["batch_bins"])
+    while True:
+        one, two = (LanguageHomogeneousSampler(bins, [shape], category2utt, min_batch_size=w)
+                    for w in (1, 2))
+        if one.packed == two.packed:
+            return bins
+        bins *= 2  # one batch per language, at the latest, packs alike
+
+
 def test_a_pathway_training_runs_as_two_gloo_ranks(recipe):
     """The pathway stage's trainings share the cores as 1-thread jobs here, so one runs
     again as 2 gloo ranks: the command pathways.sh logged for pathways_dynamic (masks,
     language-homogeneous batches drawn anew each epoch, the per-language score all-reduce
     and mask re-derivation) through torchrun, in ESPnet's external-launcher mode.  It
-    trains the steps and utterances per language of the one-process run (before session 9
-    a pathway run stopped at step 1: KeyError, a rank's dataset lacked its batches' keys).
-    pathways_imp's fixed-mask run is the same command without the re-derivation;
-    tests/test_ddp.py runs that kind as 2 ranks too."""
+    trains the steps and utterances per language of the same command run as one process
+    (before session 9 a pathway run stopped at step 1: KeyError, a rank's dataset lacked
+    its batches' keys).  Both runs get a batch_bins at which one and two ranks pack the
+    same batches (see the helper above; session 24's corpus left a batch of one Dutch
+    utterance at the recipe's own).  pathways_imp's fixed-mask run is the same command
+    without the re-derivation; tests/test_ddp.py runs that kind as 2 ranks too."""
     d, _ = recipe
     system = "pathways_dynamic"
     log = (d / f"exp/asr_{system}/train.log").read_text().splitlines()
     header = next(line for line in log if line.startswith("===== "))
     argv = header.split(": ", 1)[1].rsplit(" =====", 1)[0].split()
     assert argv[1:3] == ["-m", "espnet_pathways.bin.asr_pathways_train"], argv[:3]
-    argv[argv.index("--output_dir") + 1] = f"exp/ddp_{system}"
-    cmd = ["env", "OMP_NUM_THREADS=1", sys.executable, "-m", "torch.distributed.run",
-           "--standalone", "--nnodes", "1", "--nproc_per_node", "2", "--no-python",
-           sys.executable, *argv[1:], "--multiprocessing_distributed", "false",
-           "--dist_backend", "gloo"]
-    proc = run(cmd, d, timeout=600)
+    bins = _batch_bins_packed_alike_by_one_and_two_ranks(d, argv)
+
+    def args(name):
+        out = list(argv[1:]) + ["--batch_bins", str(bins)]
+        out[out.index("--output_dir") + 1] = f"exp/{name}_{system}"
+        return out
+
+    one_proc = run(["env", "OMP_NUM_THREADS=1", sys.executable, *args("one")], d, timeout=600)
+    assert one_proc.returncode == 0, (one_proc.stdout + one_proc.stderr)[-4000:]
+    proc = run(["env", "OMP_NUM_THREADS=1", sys.executable, "-m", "torch.distributed.run",
+                "--standalone", "--nnodes", "1", "--nproc_per_node", "2", "--no-python",
+                sys.executable, *args("ddp"), "--multiprocessing_distributed", "false",
+                "--dist_backend", "gloo"], d, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert re.search(r"\[\S+:0/2\]", proc.stderr)  # rank 0 of 2
     one, two = (json.loads((d / f"exp/{x}_{system}/compute.json").read_text())
-                for x in ("asr", "ddp"))
+                for x in ("one", "ddp"))
     assert two == one
+    assert two["steps_per_lang"]["nl"] > 0 and two["utts_per_lang"]["nl"] > 0
 
 
 def test_masks_and_sparsity_reach_the_target(recipe):
