@@ -77,6 +77,10 @@ def test_results_md_has_every_system_and_language(recipe):
         assert "n/a" not in cells[1:9], row  # en/nl CER/WER, averages
     assert "## Mask overlap" in text and "## Stage timings" in text
     assert "## Sparsity and parameters" in text
+    # stage 13 found data/test/spk2voice: every system's test CER per kind of voice
+    kinds = text.split("## Test error by kind of voice", 1)[1].split("\n## ", 1)[0]
+    for system in SYSTEMS:
+        assert f"| {system} | espeak-ng variants |" in kinds, kinds
 
 
 def test_lone_cpu_trainings_ran_as_two_gloo_ranks(recipe):

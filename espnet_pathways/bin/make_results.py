@@ -57,6 +57,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="another system for a relative average-WER column (e.g. dense_ft); "
                    "repeatable")
     p.add_argument("--data_summary", default=None, help="corpus summary TSV to embed")
+    p.add_argument("--voice_data", default=None, metavar="DATA_DIR",
+                   help="the test set's Kaldi data dir with spk2voice: adds the test CER "
+                   "per kind of voice (espeak-ng, flite/festival, recorded)")
     p.add_argument("--config", action="append", default=[], metavar="NAME=YAML",
                    type=lambda s: parse_name_value(s, "--config"),
                    help="training/decoding config to list with hash and hyperparameters")

@@ -53,6 +53,7 @@ from espnet_pathways.reporting.mask_overlap import (
     pairs,
 )
 from espnet_pathways.reporting.significance import find_sc_stats
+from espnet_pathways.reporting.voice_kinds import voice_kind_rows
 
 logger = logging.getLogger(__name__)
 
@@ -770,6 +771,15 @@ def build_markdown(args: argparse.Namespace) -> str:
     if getattr(args, "deploy_table", None):
         out += ["", "## Deployment: fp32 vs int8", "",
                 deploy_section(Path(args.deploy_table), p)]
+    voice_data = getattr(args, "voice_data", None)
+    if voice_data:
+        kinds = voice_kind_rows(args.system, Path(voice_data), args.decode_dir, langs, p)
+        if kinds is not None:
+            out += ["", "## Test error by kind of voice", "",
+                    "CER in % (utterances) on the test utterances of each kind of held-out "
+                    f"voice (`{voice_data}/spk2voice`: the voice id up to its first `.`); the "
+                    "language's CER above is over all of them.", "",
+                    md_table(*kinds, align_right_from=2)]
     if args.data_summary:
         out += ["", "## Data", "", data_section(Path(args.data_summary))]
     if args.config:

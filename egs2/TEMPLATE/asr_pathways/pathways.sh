@@ -1048,6 +1048,7 @@ stage_results() {
     args+=(--decoding_note "no language model fused (\`--use_lm false\`: the lm_* keys of the decoding config are unused)")
   fi
   [ -f data/local/corpus_summary.tsv ] && args+=(--data_summary data/local/corpus_summary.tsv)
+  [ -f data/test/spk2voice ] && args+=(--voice_data data/test)  # the test_<lang> scored above
   [ -f "${expdir}/masks/overlap.json" ] && args+=(--overlap_json "${expdir}/masks/overlap.json")
   for m in lsp_imp lsp_lth; do  # overlap/IoU per layer group
     [ -f "${expdir}/masks/${m}.pth" ] && args+=(--masks "${m}=${expdir}/masks/${m}.pth")
