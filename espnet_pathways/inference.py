@@ -11,6 +11,8 @@ chunk by chunk through ``encoder.chunk_forward``); this class only
   file with a language the model was not configured for is refused (as in training);
 * names the file when a checkpoint is missing or truncated;
 * detokenises merged per-language word pieces (``token_mode: merged``);
+* fuses each language's own LM when the LM's paths hold ``{lang}``, and puts a fused LM
+  in eval mode (ESPnet leaves its dropout on) (:mod:`espnet_pathways.lm_fusion`);
 * int8 (:mod:`espnet_pathways.quantize`): ESPnet's ``quantize_asr_model`` /
   ``quantize_modules`` / ``quantize_dtype`` pass through; a pathway model is then
   quantized per language (``W * m_l``, then int8), and a stored int8 file
@@ -44,7 +46,8 @@ class PathwaySpeech2Text(Speech2Text):
             otherwise.
         lm_token_bonus: with an LM fused (``lm_train_config``, ``lm_file``, ``lm_weight``),
             a reward per emitted token that offsets the LM's negative scores
-            (:mod:`espnet_pathways.lm_fusion`).
+            (:mod:`espnet_pathways.lm_fusion`).  With ``{lang}`` in ``lm_train_config``
+            and ``lm_file``, each language is decoded with its own LM.
         exact_streaming: feed the encoder (Conformer or Emformer) chunk by chunk exactly
             as offline (:mod:`espnet_pathways.streaming`); False: ESPnet's
             ``OnlineAudioProcessor``, which loses about one feature frame per chunk.
@@ -71,8 +74,15 @@ class PathwaySpeech2Text(Speech2Text):
         )
         from espnet_pathways.tasks.asr_pathways import ASRPathwaysTask, substituted
 
+        from espnet_pathways.lm_fusion import is_per_language
+
         model_file = kwargs.get("asr_model_file")
         check_model_files(kwargs.get("asr_train_config"), model_file)
+        # One LM per language ({lang} in its paths): ESPnet builds the search without an
+        # LM, and set_language fuses the language's own (espnet_pathways.lm_fusion).
+        per_language_lm = None
+        if is_per_language(kwargs.get("lm_train_config")) or is_per_language(kwargs.get("lm_file")):
+            per_language_lm = (kwargs.pop("lm_train_config"), kwargs.pop("lm_file", None))
         check_model_files(kwargs.get("lm_train_config"), kwargs.get("lm_file"), what="LM ")
         stored_int8 = int8_speech2text_kwargs(kwargs)  # None unless an int8 file
         try:
@@ -87,7 +97,7 @@ class PathwaySpeech2Text(Speech2Text):
                 "checkpoint is truncated or does not belong to this config"
             ) from e
         if kwargs.get("lm_train_config") is not None:
-            from espnet_pathways.lm_fusion import add_token_bonus
+            from espnet_pathways.lm_fusion import add_token_bonus, check_lm_tokens
 
             check_lm_tokens(kwargs["lm_train_config"], self.asr_model.token_list)
             add_token_bonus(self.beam_search, lm_token_bonus)
@@ -129,6 +139,15 @@ class PathwaySpeech2Text(Speech2Text):
                 raise ValueError("a model grown by add_language is quantized per language "
                                  "through export_pathway --quantize_asr_model true")
             self.output_rows = OutputRows(self.asr_model)
+        self.per_language_lms = None
+        if per_language_lm is not None and kwargs.get("lm_weight", 1.0) != 0.0:
+            from espnet_pathways.lm_fusion import PerLanguageLMs
+
+            self.per_language_lms = PerLanguageLMs(
+                *per_language_lm, lm_weight=kwargs.get("lm_weight", 1.0),
+                lm_token_bonus=lm_token_bonus, device=self.device,
+                asr_tokens=self.asr_model.token_list)
+            self.per_language_lms.check(self.known_languages)
         self.lang: Optional[str] = None
         self._in_stream = False
         # Exact chunking for ESPnet's Conformer and the Emformer (see
@@ -191,6 +210,8 @@ class PathwaySpeech2Text(Speech2Text):
                     params[name].copy_(dense * mask[name].to(dense.dtype))
         if self.output_rows is not None:  # add_language
             self.output_rows.select(self.asr_model.output_vocab_size(lang))
+        if self.per_language_lms is not None:
+            self.per_language_lms.install(self.beam_search, lang)
         self.lang = lang
 
     def abort_stream(self) -> None:
@@ -206,6 +227,9 @@ class PathwaySpeech2Text(Speech2Text):
             raise ValueError(
                 f"this is a pathway model: give lang= (one of {' '.join(self.known_languages)})"
             )
+        elif self.per_language_lms is not None and self.lang is None:
+            raise ValueError("one LM per language ({lang} in the LM's paths) needs the "
+                             "language: give lang=")
 
     # --------------------------------------------------------------- decoding
     @torch.no_grad()
@@ -309,25 +333,6 @@ def check_model_files(train_config: Any, model_file: Any, what: str = "") -> Non
     for kind, f in (("training config", train_config), ("model file", model_file)):
         if f is not None and not Path(f).is_file():
             raise FileNotFoundError(f"{f}: {what}{kind} not found")
-
-
-def check_lm_tokens(lm_train_config: Union[str, Path], asr_tokens: List[str]) -> None:
-    """Refuse a fusion LM trained on other tokens than the ASR model's.
-
-    The beam search adds the LM's score of output ``k`` to the expansion by token ``k``:
-    an LM with another token list would score the wrong tokens without any error."""
-    import yaml
-
-    with open(lm_train_config, encoding="utf-8") as f:
-        lm_tokens = (yaml.safe_load(f) or {}).get("token_list")
-    if isinstance(lm_tokens, str):  # a token file, as given to lm_train
-        with open(lm_tokens, encoding="utf-8") as f:
-            lm_tokens = [line.rstrip("\n") for line in f]
-    if list(lm_tokens or []) != list(asr_tokens):
-        raise ValueError(
-            f"{lm_train_config}: the LM's token list ({len(lm_tokens or [])} tokens) is not "
-            f"the ASR model's ({len(asr_tokens)}); train the LM with the ASR model's "
-            "tokens.txt (pathways.sh --use_lm true does)")
 
 
 def log_decoder(s2t: PathwaySpeech2Text) -> None:

@@ -32,7 +32,11 @@ Packing
     and no token bonus, far from what the recipe chose on dev (1.0 is not a point it
     tried; 0.3 without the bonus was 3.8 dev CER points worse than 0.3 with it), so
     :func:`decoding_kwargs` hands ``lm_weight`` and ``lm_token_bonus`` from the packed
-    decoding config to ``PathwaySpeech2Text``; a caller's own values win.
+    decoding config to ``PathwaySpeech2Text``; a caller's own values win.  One LM per
+    language (``{lang}`` in the LM's paths, ``pathways.sh --lm_per_language true``) goes in
+    as ``lm/<lang>/`` for each language of the ASR config, under the keys
+    ``lm_train_config_<lang>`` / ``lm_file_<lang>``, and :func:`decoding_kwargs` hands it
+    back as ``lm/{lang}/...`` paths.
 """
 from __future__ import annotations
 
@@ -53,6 +57,7 @@ from torch import Tensor
 
 from espnet_pathways.checkpoint import describe_load_error, load_state_dict
 from espnet_pathways.fileio import atomic_output
+from espnet_pathways.lm_fusion import LANG_FIELD, is_per_language, language_path
 from espnet_pathways.mask_file import check_format, jsonable, mask_checksum, pack_bits, unpack_bits
 from espnet_pathways.masks import PathwayMasks
 
@@ -387,15 +392,33 @@ def pack_model(
 
     yaml_cfgs: Dict[str, Tuple[str, Dict[str, Any]]] = {"asr_train_config": (cfg_arc, cfg)}
     files: Dict[str, str] = {}
-    if lm_train_config is not None:
-        lm_cfg_path, lm_src = resolve(lm_train_config), resolve(lm_file)
+
+    def add_lm(config: PathLike, model_file: PathLike, lang: Optional[str]) -> None:
+        lm_cfg_path, lm_src = resolve(config), resolve(model_file)
         lm_cfg = _read_config(lm_cfg_path, "LM training config")
         if not lm_src.is_file():
             raise FileNotFoundError(f"{lm_src}: LM model file not found")
         add_named_files(lm_cfg, lm_cfg_path)
-        lm_dir = f"exp/{lm_cfg_path.parent.name}"
-        yaml_cfgs["lm_train_config"] = (_arcname(lm_cfg_path, root, lm_dir), lm_cfg)
-        files["lm_file"] = add(lm_src, lm_dir)
+        if lang is None:
+            lm_dir = f"exp/{lm_cfg_path.parent.name}"
+            yaml_cfgs["lm_train_config"] = (_arcname(lm_cfg_path, root, lm_dir), lm_cfg)
+            files["lm_file"] = add(lm_src, lm_dir)
+        else:  # fixed names: decoding_kwargs puts {lang} back in place of <lang>
+            yaml_cfgs[f"lm_train_config_{lang}"] = (f"lm/{lang}/config.yaml", lm_cfg)
+            files[f"lm_file_{lang}"] = f"lm/{lang}/{lm_src.name}"
+            placed[files[f"lm_file_{lang}"]] = lm_src
+
+    if lm_train_config is not None and is_per_language(lm_train_config):
+        if not is_per_language(lm_file):
+            raise ValueError(f"one LM per language needs {LANG_FIELD} in --lm_file too")
+        lm_languages = list(cfg.get("languages") or [])
+        if not lm_languages:
+            raise ValueError(f"{cfg_path}: one LM per language needs the languages of the "
+                             "ASR config (its `languages`)")
+        for lang in lm_languages:
+            add_lm(language_path(lm_train_config, lang), language_path(lm_file, lang), lang)
+    elif lm_train_config is not None:
+        add_lm(lm_train_config, lm_file, None)
     if decode_config is not None:
         dec_path = resolve(decode_config)
         yaml_cfgs["decode_config"] = (_arcname(dec_path, root, "conf"),
@@ -445,7 +468,7 @@ def pack_model(
         "size": outpath.stat().st_size,
     }
     logging.info("packed %s (%s%s, %.1f kB)", outpath, "compact" if compact else "dense",
-                 " + LM" if "lm_file" in files else "", summary["size"] / 1e3)
+                 " + LM" if any(is_lm_key(k) for k in files) else "", summary["size"] / 1e3)
     return summary
 
 
@@ -483,8 +506,19 @@ def expand_compact_file(
 
 #: Config entries that name files, checked in a packed zip and after unpacking.
 FILE_KEYS: Tuple[Tuple[str, ...], ...] = PATH_KEYS + (("pathway_masks",),)
-#: The packed configs whose named files must be inside the zip.
+#: The packed configs whose named files must be inside the zip (and
+#: ``lm_train_config_<lang>``: one LM per language).
 CONFIGS_WITH_FILES: Tuple[str, ...] = ("asr_train_config", "lm_train_config")
+
+
+def is_config_with_files(key: str) -> bool:
+    """Whether the packed config of ``key`` names files that must be in the zip."""
+    return key in CONFIGS_WITH_FILES or key.startswith("lm_train_config_")
+
+
+def is_lm_key(key: str) -> bool:
+    """Whether a packed file's key is a fusion LM's (one, or one per language)."""
+    return key in ("lm_file", "lm_train_config") or key.startswith(("lm_file_", "lm_train_config_"))
 
 
 def _named_files(cfg: Mapping[str, Any]) -> List[Tuple[str, str]]:
@@ -527,8 +561,8 @@ def check_packed_zip(path: PathLike) -> Dict[str, Any]:
                     raise IncompleteModelError(
                         f"{path}: the zip is incomplete: it lacks {arc} ({key} in "
                         "meta.yaml); pack the model again")
-            cfgs = {k: yaml.safe_load(z.read(yaml_files[k]))
-                    for k in CONFIGS_WITH_FILES if k in yaml_files}
+            cfgs = {k: yaml.safe_load(z.read(arc))
+                    for k, arc in yaml_files.items() if is_config_with_files(k)}
     except (zipfile.BadZipFile, zlib.error, EOFError, yaml.YAMLError) as e:
         raise IncompleteModelError(
             f"{path}: not a complete model zip ({type(e).__name__}: {e}); the file is "
@@ -599,8 +633,8 @@ def expand_unpacked(info: Mapping[str, str], source: str = "the model") -> Dict[
     if COMPACT_KEY in info:
         compact_file = info.pop(COMPACT_KEY)
         info.update(expand_compact_file(compact_file, info["asr_train_config"]))
-    for key in CONFIGS_WITH_FILES:
-        if key in info:
+    for key in info:
+        if is_config_with_files(key):
             check_unpacked_config(info[key], source)
     return info
 
@@ -617,6 +651,12 @@ def decoding_kwargs(info: Mapping[str, str], use_lm: bool = True) -> Dict[str, A
     alone."""
     kwargs: Dict[str, Any] = dict(info)
     decode_config = kwargs.pop("decode_config", None)
+    per_language = {k: kwargs.pop(k) for k in list(kwargs)
+                    if k.startswith(("lm_file_", "lm_train_config_"))}
+    if per_language and use_lm:  # lm/<lang>/x -> lm/{lang}/x, as PathwaySpeech2Text takes it
+        for key in ("lm_train_config", "lm_file"):
+            p = Path(next(v for k, v in sorted(per_language.items()) if k.startswith(key + "_")))
+            kwargs[key] = str(p.parent.parent / LANG_FIELD / p.name)
     if not use_lm:
         kwargs.pop("lm_train_config", None)
         kwargs.pop("lm_file", None)

@@ -45,10 +45,11 @@ def make_recipe(tmp_path: Path) -> Path:
     dense.mkdir(parents=True)
     for name in ("config.yaml", "latest.pth", "valid.loss.best.pth"):
         (dense / name).write_text("")
-    lm = recipe / "exp" / "lm_shared100"
-    lm.mkdir()
-    for name in ("config.yaml", "valid.loss.best.pth"):
-        (lm / name).write_text("")
+    for lm_dir in ("lm_shared100_en", "lm_shared100"):  # one LM per language, one shared
+        lm = recipe / "exp" / lm_dir
+        lm.mkdir()
+        for name in ("config.yaml", "valid.loss.best.pth"):
+            (lm / name).write_text("")
     for data in ("test", "test_en"):
         d = recipe / "dump" / "raw" / data
         d.mkdir(parents=True)
@@ -83,19 +84,28 @@ def test_a_decoding_is_reused_only_with_the_same_lm_and_checkpoint(tmp_path: Pat
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
     assert calls(fake) == 2 and hyps(recipe) == "u1 lm\nu2 lm\n"  # 2 jobs
 
+    assert "--lm_file exp/lm_shared100_{lang}/valid.loss.best.pth" in (
+        fake / "calls").read_text().splitlines()[-1]  # --lm_per_language true: the default
+
     same = decode(recipe, fake, ["--use_lm", "true"])
     assert same.returncode == 0, (same.stdout + same.stderr)[-3000:]
     assert "dense/test: decoded already; skipping" in same.stdout
     assert calls(fake) == 2
 
+    shared = decode(recipe, fake, ["--use_lm", "true", "--lm_per_language", "false"])
+    assert shared.returncode == 0, (shared.stdout + shared.stderr)[-3000:]
+    assert "decoded already" not in shared.stdout and calls(fake) == 4
+    assert "--lm_file exp/lm_shared100/valid.loss.best.pth" in (
+        fake / "calls").read_text().splitlines()[-1]
+
     no_lm = decode(recipe, fake, ["--use_lm", "false"])
     assert no_lm.returncode == 0, (no_lm.stdout + no_lm.stderr)[-3000:]
     assert "decoded already" not in no_lm.stdout
-    assert calls(fake) == 4 and hyps(recipe) == "u1 nolm\nu2 nolm\n"
+    assert calls(fake) == 6 and hyps(recipe) == "u1 nolm\nu2 nolm\n"
 
     # another checkpoint, whose file is older than the result
     other = decode(recipe, fake, ["--use_lm", "false", "--inference_model", "valid.loss.best.pth"])
     assert other.returncode == 0, (other.stdout + other.stderr)[-3000:]
-    assert "decoded already" not in other.stdout and calls(fake) == 6
+    assert "decoded already" not in other.stdout and calls(fake) == 8
     assert "--asr_model_file exp/asr_dense/valid.loss.best.pth" in (
         fake / "calls").read_text().splitlines()[-1]

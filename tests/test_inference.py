@@ -112,14 +112,17 @@ def test_abort_stream_lets_the_next_utterance_start(exp):
 
 
 
-def tiny_lm(d, token_list):
+def tiny_lm(d, token_list, seed=0, dropout=0.0):
     """A small character RNN LM (ESPnet's LMTask, seq_rnn) written as lm_train writes one."""
     from espnet2.tasks.lm import LMTask
 
+    d.mkdir(parents=True, exist_ok=True)
     args = LMTask.get_parser().parse_args(
         ["--token_list", "none", "--output_dir", str(d), "--lm", "seq_rnn",
-         "--lm_conf", "{unit: 16, nlayers: 1}", "--token_type", "char"])
+         "--lm_conf", f"{{unit: 16, nlayers: 1, dropout_rate: {dropout}}}",
+         "--token_type", "char"])
     args.token_list = list(token_list)
+    torch.manual_seed(seed)
     lm = LMTask.build_model(args)
     torch.save(lm.state_dict(), d / "lm.pth")
     (d / "lm_config.yaml").write_text(yaml.safe_dump(vars(args)))
@@ -167,3 +170,91 @@ def test_token_bonus_is_added_to_every_fused_token(exp, tmp_path):
     bp, _ = plain.lm.batch_score(ys, [None, None], None)
     bb, _ = bonus.lm.batch_score(ys, [None, None], None)
     torch.testing.assert_close(bb, bp + 0.8 / 0.5)
+
+
+def fused_speech2text(exp, lm_dir, **kw):
+    return speech2text(exp, streaming=True, lm_train_config=str(lm_dir / "lm_config.yaml"),
+                       lm_file=str(lm_dir / "lm.pth"), lm_weight=0.5, lm_token_bonus=0.3, **kw)
+
+
+def test_fused_lm_is_in_eval_mode(exp, tmp_path):
+    """ESPnet's Speech2Text leaves the LM in training mode: with dropout, every LM score
+    (and so every decoding) would be random."""
+    from helpers import TOKENS
+
+    tiny_lm(tmp_path / "lm", TOKENS, dropout=0.5)
+    s2t = fused_speech2text(exp, tmp_path / "lm")
+    assert not s2t.beam_search.lm.training and not s2t.beam_search.lm.lm.training
+    y = torch.tensor([len(TOKENS) - 1, 3, 4])
+    s2t.beam_search.lm._cache.clear()
+    first, _ = s2t.beam_search.lm.score(y, None, None)
+    s2t.beam_search.lm._cache.clear()
+    assert s2t.beam_search.lm.score(y, None, None)[0] == first
+
+
+def test_lm_scores_are_cached_by_prefix_and_decode_the_same(exp, tmp_path, monkeypatch):
+    """The default search asks the LM about the best hypothesis at every expansion, the
+    same prefix frame after frame: the cache answers those, with the LM's own answer."""
+    from helpers import TOKENS
+
+    from espnet_pathways.lm_fusion import TokenBonusLM
+
+    tiny_lm(tmp_path / "lm", TOKENS)
+    audio = np.random.default_rng(3).standard_normal(24000).astype("float32") * 0.1
+    calls = []
+    s2t = fused_speech2text(exp, tmp_path / "lm")
+    inner = s2t.beam_search.lm.lm
+    original = inner.score
+    monkeypatch.setattr(inner, "score", lambda *a: calls.append(1) or original(*a))
+    cached = s2t.decode_streaming_utterance(audio, lang="fr")
+    n_cached = len(calls)
+
+    def uncached(self, y, state, x):
+        logp, new_state = self.lm.score(y, state, x)
+        return (logp + self.offset).tolist(), new_state
+
+    monkeypatch.setattr(TokenBonusLM, "score", uncached)
+    calls.clear()
+    plain = s2t.decode_streaming_utterance(audio, lang="fr")
+    assert [(h.yseq, h.score) for h in cached] == [(h.yseq, h.score) for h in plain]
+    assert 0 < n_cached < len(calls), (n_cached, len(calls))
+
+
+@pytest.fixture()
+def lms_per_language(tmp_path):
+    """One tiny LM per language (different weights), under lm_<lang>/."""
+    from helpers import LANGS, TOKENS
+
+    for i, lang in enumerate(LANGS):
+        tiny_lm(tmp_path / f"lm_{lang}", TOKENS, seed=i + 1)
+    return tmp_path
+
+
+def test_each_language_is_decoded_with_its_own_lm(exp, lms_per_language):
+    """{lang} in the LM's paths: each utterance is decoded with its language's LM,
+    exactly as if that LM alone had been given."""
+    d = lms_per_language
+    audio = np.random.default_rng(5).standard_normal(24000).astype("float32") * 0.1
+    s2t = fused_speech2text(exp, d / "lm_{lang}")
+    for lang in ("it", "en", "it"):
+        alone = fused_speech2text(exp, d / f"lm_{lang}")
+        got = s2t.decode_streaming_utterance(audio, lang=lang)
+        want = alone.decode_streaming_utterance(audio, lang=lang)
+        assert [(h.yseq, h.score) for h in got] == [(h.yseq, h.score) for h in want], lang
+        assert s2t.beam_search.use_lm and s2t.beam_search.lm_weight == 0.5
+        assert not s2t.beam_search.lm.training
+    assert s2t.beam_search.lm is not fused_speech2text(exp, d / "lm_{lang}", lang="en").beam_search.lm
+
+
+def test_per_language_lms_name_a_missing_language_and_need_the_language(exp, lms_per_language):
+    d = lms_per_language
+    dense = fused_speech2text(exp, d / "lm_{lang}")
+    assert dense.masks is None  # a dense model: the language is needed for the LM alone
+    with pytest.raises(ValueError, match="needs the language"):
+        dense.decode_streaming_utterance(np.zeros(8000, dtype="float32"))
+    (d / "lm_nl/lm.pth").unlink()
+    with pytest.raises(FileNotFoundError, match="lm_nl/lm.pth.*language 'nl'"):
+        fused_speech2text(exp, d / "lm_{lang}")
+    with pytest.raises(ValueError, match="both"):
+        speech2text(exp, lm_train_config=str(d / "lm_{lang}/lm_config.yaml"),
+                    lm_file=str(d / "lm_en/lm.pth"), lm_weight=0.5)

@@ -315,6 +315,53 @@ def test_zip_with_an_lm_fuses_it_at_the_packed_weights(recipe, lm_zip, tmp_path,
     assert recognize.main(args + ["--lm_weight", "0.3"]) is not None
 
 
+def test_zip_with_one_lm_per_language_decodes_each_language_with_its_own(recipe, tmp_path,
+                                                                          monkeypatch):
+    """--lm_per_language true packs lm/<lang>/ for each language of the ASR config and
+    from_pretrained fuses, for each utterance, its language's LM, as the recipe decoded."""
+    import espnet_model_zoo.downloader as downloader
+
+    from helpers import TOKENS
+    from test_inference import tiny_lm
+
+    from espnet_pathways.inference import PathwaySpeech2Text
+
+    root, _ = recipe
+    cfg = yaml.safe_load((root / CFG).read_text())
+    for i, lang in enumerate(cfg["languages"]):
+        lm_config, _ = tiny_lm(root / f"exp/lm_pl_{lang}", TOKENS, seed=i + 1)
+        lm_cfg = yaml.safe_load(lm_config.read_text())
+        lm_cfg["bpemodel"] = cfg_bpe()
+        lm_config.write_text(yaml.safe_dump(lm_cfg))
+    (root / "conf").mkdir(exist_ok=True)
+    (root / "conf/decode_pl.yaml").write_text("lm_weight: 0.4\nlm_token_bonus: 0.5\n")
+    template = dict(lm_train_config="exp/lm_pl_{lang}/lm_config.yaml",
+                    lm_file="exp/lm_pl_{lang}/lm.pth")
+    zip_path = tmp_path / "pl.zip"
+    pack_model(root / CFG, root / MODEL, zip_path, root=root,
+               decode_config=root / "conf/decode_pl.yaml",
+               **{k: str(root / v) for k, v in template.items()})
+    meta = yaml.safe_load(zipfile.ZipFile(zip_path).read("meta.yaml"))
+    assert {k for k in meta["files"] if k.startswith("lm_")} == {
+        f"lm_file_{lang}" for lang in cfg["languages"]}
+    assert meta["files"]["lm_file_it"] == "lm/it/lm.pth"
+    assert meta["yaml_files"]["lm_train_config_it"] == "lm/it/config.yaml"
+
+    original_cls = downloader.ModelDownloader
+    monkeypatch.setattr(downloader, "ModelDownloader",
+                        lambda cachedir=None: original_cls(tmp_path / "cache"))
+    packed = PathwaySpeech2Text.from_pretrained(str(zip_path), beam_size=2)
+    assert packed.per_language_lms.lm_file.endswith("lm/{lang}/lm.pth")
+    audio = speech(8)
+    for lang in ("it", "en"):
+        direct = s2t_from(recipe, lm_weight=0.4, lm_token_bonus=0.5,
+                          lm_train_config=str(root / template["lm_train_config"].format(lang=lang)),
+                          lm_file=str(root / template["lm_file"].format(lang=lang)))
+        assert results(packed, audio, lang) == results(direct, audio, lang), lang
+    plain = PathwaySpeech2Text.from_pretrained(str(zip_path), use_lm=False, beam_size=2)
+    assert plain.per_language_lms is None and not plain.beam_search.use_lm
+
+
 def test_pack_names_a_missing_lm_file(recipe, tmp_path):
     root, _ = recipe
     cfg, model = str(root / CFG), str(root / MODEL)

@@ -173,24 +173,33 @@ def test_plots_and_packed_model_are_written(recipe):
     assert zip_path.stat().st_size > 0
     names = zipfile.ZipFile(zip_path).namelist()
     assert any(n.endswith("meta.yaml") for n in names)
-    # --use_lm true: the zip carries the LM and the decoding config with its weights
+    # --use_lm true: the zip carries each language's LM and the decoding config with its
+    # weights
     meta = yaml.safe_load(zipfile.ZipFile(zip_path).read("meta.yaml"))
-    assert meta["files"]["lm_file"].startswith("exp/lm_shared30/"), meta
-    assert set(meta["yaml_files"]) == {"asr_train_config", "lm_train_config", "decode_config"}
+    assert meta["files"]["lm_file_nl"] == "lm/nl/valid.loss.best.pth", meta
+    assert set(meta["yaml_files"]) == {"asr_train_config", "lm_train_config_en",
+                                       "lm_train_config_nl", "decode_config"}
 
 
 def test_every_system_is_decoded_with_the_fusion_lm(recipe):
-    """--use_lm true: stage 3 trained an RNN LM on the training text with the ASR tokens,
-    and stage 11 fused it into every system's beam search."""
+    """--use_lm true: stage 3 trained an RNN LM per language (--lm_per_language true) on
+    that language's training text with the ASR tokens, and stage 11 fused each into every
+    system's beam search for the utterances of its language."""
     d, _ = recipe
-    lm = d / "exp/lm_shared30"
-    assert (lm / "valid.loss.best.pth").is_file() and (lm / ".done").is_file()
-    assert yaml.safe_load((lm / "config.yaml").read_text())["token_list"] == (
-        d / "data/token_list/bpe_shared30/tokens.txt").read_text().split("\n")[:-1]
+    tokens = (d / "data/token_list/bpe_shared30/tokens.txt").read_text().split("\n")[:-1]
+    for lang in ("en", "nl"):
+        lm = d / f"exp/lm_shared30_{lang}"
+        assert (lm / "valid.loss.best.pth").is_file() and (lm / ".done").is_file()
+        assert yaml.safe_load((lm / "config.yaml").read_text())["token_list"] == tokens
+        train = (lm / "data/train_text").read_text().splitlines()
+        want = {line.split(" ", 1)[1] for line in
+                (d / f"dump/raw/train_{lang}/text").read_text().splitlines()}
+        assert {line.split(" ", 1)[1] for line in train} == want, lang
+    assert not (d / "exp/lm_shared30").exists()
     for system in ("dense", "pathways_imp", "lsp_imp_nl"):
         log = (d / f"exp/asr_{system}/decode_streaming/test/logdir/decode.1.log").read_text()
-        assert "LM fused: exp/lm_shared30/valid.loss.best.pth, weight" in log, system
-    assert "with the RNN LM `exp/lm_shared30/valid.loss.best.pth` fused" in (
+        assert "LM fused: exp/lm_shared30_{lang}/valid.loss.best.pth, weight" in log, system
+    assert "language's RNN LM (`exp/lm_shared30_<lang>/valid.loss.best.pth`) fused" in (
         d / "RESULTS.md").read_text()
 
 

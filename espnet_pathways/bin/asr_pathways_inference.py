@@ -46,7 +46,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="Mask file (default: the training config's)")
     p.add_argument("--lm_train_config", type=str_or_none,
                    help="Language model for shallow fusion (espnet2.bin.lm_train's config.yaml; "
-                        "an RNN LM on the ASR model's token list)")
+                        "an RNN LM on the ASR model's token list); with {lang} in the path "
+                        "(and in --lm_file's), one LM per language: each utterance's own")
     p.add_argument("--lm_file", type=str_or_none, help="Its checkpoint")
     p.add_argument("--lm_weight", type=float, default=0.0,
                    help="Weight of the LM's log-probabilities in the beam search (0: no LM)")

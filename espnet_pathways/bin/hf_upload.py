@@ -156,12 +156,14 @@ def stage_folder(model_zip: Path, folder: Path, repo_id: str, license_: str) -> 
         tmp.rename(folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    from espnet_pathways.packing import is_lm_key
+
     meta = yaml.safe_load((folder / "meta.yaml").read_text(encoding="utf-8"))
     cfg_rel = meta["yaml_files"]["asr_train_config"]
     cfg = yaml.safe_load((folder / cfg_rel).read_text(encoding="utf-8"))
     info = {"languages": cfg.get("languages") or [],
             "compact": "pathway_compact_model" in meta.get("files", {}),
-            "lm": "lm_file" in meta.get("files", {})}
+            "lm": any(is_lm_key(k) for k in meta.get("files", {}))}
     (folder / "README.md").write_text(model_card(repo_id, info, license_), encoding="utf-8")
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 

@@ -43,6 +43,8 @@ Options (defaults in brackets; see docs/recipe.md):
   --decode_config FILE        decoding config (its lm_weight: the LM's weight with --use_lm true)
   --use_lm true|false         stage 3 also trains an RNN LM on the training transcripts
                               (--lm_config), which stage 11 fuses into the beam search [false]
+  --lm_per_language true|false  one LM per language (its own transcripts; each utterance is
+                              decoded with its language's), or one over all languages [true]
   --lm_config FILE            LM training config (espnet2.bin.lm_train) [conf/train_lm.yaml]
   --systems \"name ...\"        systems trained, decoded, scored and tabulated
                               (e.g. \"dense\": the dense model alone)
@@ -153,6 +155,7 @@ pruned_inference_model=latest.pth        # pruning runs: the model at the final 
 # Shallow fusion language model (stage 3 trains it, stage 11 fuses it with lm_weight of
 # --decode_config; docs/recipe.md, "Language model")
 use_lm=false
+lm_per_language=true                     # one LM per language, on that language's text
 lm_config=conf/train_lm.yaml
 lm_inference_model=valid.loss.best.pth   # ESPnet's LM choice: the epoch of lowest dev perplexity
 # Decoding
@@ -215,7 +218,7 @@ esac
 case "$train_job_mem_mb" in
   ''|*[!0-9]*|0) echo "$0: --train_job_mem_mb must be a positive integer, got '${train_job_mem_mb}'" >&2; exit 1 ;;
 esac
-for b in use_lm skip_data_prep check_splits match_compute pack_compact add_language_baseline \
+for b in use_lm lm_per_language skip_data_prep check_splits match_compute pack_compact add_language_baseline \
          add_language_scratch add_language_decode_old_shared; do  # run as commands below
   case "${!b}" in true|false) ;;
     *) echo "$0: --${b} must be true or false, got '${!b}'" >&2; exit 1 ;;
@@ -378,32 +381,54 @@ token_shapes() {
 }
 
 # Shallow fusion LM (--use_lm true): ESPnet's LMTask (espnet2.bin.lm_train, an RNN LM: the
-# transducer's beam search fuses only recurrent LMs) on the training transcripts of every
-# language, one line per distinct sentence, with the ASR model's own token list so that
-# its scores index the same outputs; validated on the dev transcripts.  The test text is
-# never read.  Skipped when trained already on the same text, tokens and config.
+# transducer's beam search fuses only recurrent LMs) on the training transcripts, one line
+# per distinct sentence, with the ASR model's own token list so that its scores index the
+# same outputs; validated on the dev transcripts.  --lm_per_language true (the default):
+# one LM per language, ${lm_exp}_<lang>, on that language's sentences (a shared LM cost the
+# smallest language what it gained the others; dense_tuning.md, round 17).  The test text
+# is never read.  Each LM is skipped when trained already on the same text, tokens and config.
 stage_lm() {
-  local dir=$lm_exp sig
-  sig=$(cat "$lm_config" "${data_feats}/${train_set}/${text_file}" "${data_feats}/${valid_set}/${text_file}" \
-        "$token_list" | md5sum | cut -c1-32)
+  if ! "$lm_per_language"; then
+    train_lm "$lm_exp" "${data_feats}/${train_set}" "${data_feats}/${valid_set}"; return
+  fi
+  # On the CPU the languages' LMs train side by side, one thread each: they are small, and
+  # their process starts (ESPnet's imports, one core each) are a good part of their time.
+  local l args failed=()
+  local -A pid_of=()
+  for l in ${languages}; do
+    args=("${lm_exp}_${l}" "${data_feats}/${train_set}_${l}" "${data_feats}/${valid_set}_${l}")
+    if [ "$ngpu" -gt 0 ]; then train_lm "${args[@]}"; continue; fi
+    ( export OMP_NUM_THREADS=1; prefixed "lm_${l}" train_lm "${args[@]}" ) &
+    pid_of[$l]=$!
+  done
+  for l in "${!pid_of[@]}"; do wait "${pid_of[$l]}" || failed+=("$l"); done
+  [ ${#failed[@]} -eq 0 ] && return 0
+  echo "$0: LM training failed for language(s) ${failed[*]}; see ${lm_exp}_<lang>/train.log" >&2
+  exit 1
+}
+
+# train_lm DIR TRAIN_DATA VALID_DATA
+train_lm() {
+  local dir=$1 train=$2 valid=$3 sig
+  sig=$(cat "$lm_config" "${train}/${text_file}" "${valid}/${text_file}" "$token_list" | md5sum | cut -c1-32)
   if [ -f "${dir}/.done" ] && [ "$(cat "${dir}/.done")" = "$sig" ]; then
     log "LM: already trained with this config and text (${dir}); skipping"
-    echo lm >>"$reused_log"; return
+    echo "lm ${dir##*/}" >>"$reused_log"; return
   fi
   rm -rf "$dir"; mkdir -p "${dir}/data"
   # one utterance per distinct sentence (the corpus speaks each with several voices)
-  sort -k2 "${data_feats}/${train_set}/${text_file}" \
+  sort -k2 "${train}/${text_file}" \
     | awk '{ k = $1; $1 = ""; if (!(($0) in seen)) { seen[$0] = 1; print k $0 } }' \
     | sort >"${dir}/data/train_text"
-  log "LM: $(wc -l <"${dir}/data/train_text") distinct training sentences, ${lm_config} -> ${dir} (log: ${dir}/train.log)"
+  log "LM: $(wc -l <"${dir}/data/train_text") distinct training sentences of ${train}, ${lm_config} -> ${dir} (log: ${dir}/train.log)"
   local args=(--use_preprocessor true ${token_args} --token_list "$token_list"
               --non_linguistic_symbols none --cleaner none --g2p none --ngpu "$ngpu"
               --config "$lm_config"
               --train_data_path_and_name_and_type "${dir}/data/train_text,text,text"
-              --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/${text_file},text,text")
+              --valid_data_path_and_name_and_type "${valid}/${text_file},text,text")
   ${python} -m espnet2.bin.lm_train --collect_stats true "${args[@]}" \
     --train_shape_file "${dir}/data/train_text" \
-    --valid_shape_file "${data_feats}/${valid_set}/${text_file}" \
+    --valid_shape_file "${valid}/${text_file}" \
     --output_dir "${dir}/stats" >"${dir}/collect_stats.log" 2>&1 \
     || { tail -n 20 "${dir}/collect_stats.log"; exit 1; }
   token_shapes "${dir}/stats"
@@ -413,6 +438,14 @@ stage_lm() {
     --output_dir "$dir" >"${dir}/train.log" 2>&1 || { tail -n 20 "${dir}/train.log"; exit 1; }
   echo "$sig" >"${dir}/.done"
 }
+
+# lm_dirs: the LM exp dirs stage 3 trains; lm_dir_arg: the one the decoder and packer take
+# (per language: ${lm_exp}_{lang}, {lang} standing for each utterance's language).
+lm_dirs() {
+  if "$lm_per_language"; then local l; for l in ${languages}; do echo "${lm_exp}_${l}"; done
+  else echo "$lm_exp"; fi
+}
+lm_dir_arg() { if "$lm_per_language"; then echo "${lm_exp}_{lang}"; else echo "$lm_exp"; fi; }
 
 stage_vocabulary() {
   stage_tokens
@@ -920,10 +953,14 @@ decode_system() {
   [ -e "$model" ] || { echo "$0: no model ${model} for system ${tag}" >&2; exit 1; }
   local lm_args=() newer_than=("$model" "$decode_config")
   if "$use_lm"; then
-    local lm_model=${lm_exp}/${lm_inference_model}
-    [ -e "$lm_model" ] || { echo "$0: --use_lm true: no LM ${lm_model} (stage 3 trains it)" >&2; exit 1; }
-    lm_args=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "$lm_model")
-    newer_than+=("$lm_model")
+    local lm_dir
+    for lm_dir in $(lm_dirs); do
+      [ -e "${lm_dir}/${lm_inference_model}" ] \
+        || { echo "$0: --use_lm true: no LM ${lm_dir}/${lm_inference_model} (stage 3 trains it)" >&2; exit 1; }
+      newer_than+=("${lm_dir}/${lm_inference_model}")
+    done
+    lm_dir=$(lm_dir_arg)
+    lm_args=(--lm_train_config "${lm_dir}/config.yaml" --lm_file "${lm_dir}/${lm_inference_model}")
   fi
   # What a result was decoded with, beside its files' times: the checkpoint, masks and LM
   # (or none) and the decoding config's contents.  Without it a rerun with --use_lm false
@@ -1043,7 +1080,9 @@ stage_results() {
   configs+=" decode=${decode_config}"
   for c in ${result_configs:-$configs}; do args+=(--config "$c"); done
   if "$use_lm"; then
-    args+=(--decoding_note "every system with the RNN LM \`${lm_exp}/${lm_inference_model}\` fused, lm_weight $(config_value "$decode_config" lm_weight), lm_token_bonus $(config_value "$decode_config" lm_token_bonus)")
+    local lm_what="the RNN LM \`${lm_exp}/${lm_inference_model}\`"
+    "$lm_per_language" && lm_what="each utterance's language's RNN LM (\`${lm_exp}_<lang>/${lm_inference_model}\`)"
+    args+=(--decoding_note "every system with ${lm_what} fused, lm_weight $(config_value "$decode_config" lm_weight), lm_token_bonus $(config_value "$decode_config" lm_token_bonus)")
   else  # the decoding config's lm_* keys, listed under Configs, apply only with an LM
     args+=(--decoding_note "no language model fused (\`--use_lm false\`: the lm_* keys of the decoding config are unused)")
   fi
@@ -1090,8 +1129,8 @@ stage_plots() {
 # that gives its weights); loads with PathwaySpeech2Text.from_pretrained.
 stage_pack() {
   local lm_args=()
-  "$use_lm" && lm_args=(--lm_train_config "${lm_exp}/config.yaml"
-                        --lm_file "${lm_exp}/${lm_inference_model}" --decode_config "$decode_config")
+  "$use_lm" && lm_args=(--lm_train_config "$(lm_dir_arg)/config.yaml"
+                        --lm_file "$(lm_dir_arg)/${lm_inference_model}" --decode_config "$decode_config")
   for s in ${pack_systems}; do
     wanted "$s" || { log "${s}: not in --systems; not packed"; continue; }
     local dir=${expdir}/asr_${s}
