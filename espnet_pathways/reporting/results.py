@@ -393,6 +393,9 @@ def _pkg_version(name: str) -> str:
 
 
 def git_commit(repo: Path) -> str:
+    """HEAD, and "(uncommitted changes)" if a tracked file differs from it.  The results
+    files the pipeline itself writes (``RESULTS*.md``) do not count: stage 16 rewrites
+    RESULTS.md after stage 13 wrote it, so they always differ during a run."""
     try:
         head = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"],
@@ -401,7 +404,8 @@ def git_commit(repo: Path) -> str:
         if head.returncode != 0:
             return NA
         status = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no",
+             "--", ".", ":(exclude)RESULTS*.md"],
             capture_output=True, text=True, timeout=10,
         )
         dirty = " (uncommitted changes)" if status.stdout.strip() else ""
