@@ -19,9 +19,9 @@ sums in its Python loop made the smoke test's tiny models decode 10x slower with
 
 And ``score`` remembers its answers by prefix.  The default search scores the LM for the
 best hypothesis at every expansion, and a hypothesis that emits blank is expanded again at
-the next frame with the same prefix and LM state: the recipe's dense model asked the LM
-about the same prefix at about every frame, and its decoding ran 6x slower with an LM
-than without (RTF 0.24-0.30 against 0.041).  ESPnet's search caches the prediction
+the next frame with the same prefix and LM state: decoding 25 French dev utterances with
+the recipe's dense model, the search asked the LM 9,792 times about 2,243 distinct
+prefixes.  ESPnet's search caches the prediction
 network's output by label sequence (``decoder.score_cache``) but not the LM's.  An RNN
 LM's answer for a prefix does not depend on anything else (its state is the one the same
 prefix produced), so the cache returns exactly what the LM would.
@@ -74,6 +74,10 @@ class TokenBonusLM(torch.nn.Module):
             self._cache.clear()
         self._cache[key] = result = ((logp + self.offset).tolist(), new_state)
         return result
+
+    def clear_cache(self) -> None:
+        """Forget the cached prefixes (memory only: a cached answer is the LM's own)."""
+        self._cache.clear()
 
     def batch_score(self, ys: torch.Tensor, states: Any, xs: Any) -> Tuple[torch.Tensor, Any]:
         logp, new_states = self.lm.batch_score(ys, states, xs)
@@ -171,6 +175,11 @@ class PerLanguageLMs:
             lm, _ = LMTask.build_model_from_file(config, model_file, self.device)
             self._lms[lang] = TokenBonusLM(lm.lm, self.lm_token_bonus / self.lm_weight).eval()
         return self._lms[lang]
+
+    def clear_caches(self) -> None:
+        """Forget every loaded LM's cached prefixes."""
+        for lm in self._lms.values():
+            lm.clear_cache()
 
     def install(self, beam_search: Any, lang: Optional[str]) -> None:
         """Fuse language ``lang``'s LM into ``beam_search`` (ESPnet's, built without an LM:

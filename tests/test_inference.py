@@ -186,9 +186,9 @@ def test_fused_lm_is_in_eval_mode(exp, tmp_path):
     s2t = fused_speech2text(exp, tmp_path / "lm")
     assert not s2t.beam_search.lm.training and not s2t.beam_search.lm.lm.training
     y = torch.tensor([len(TOKENS) - 1, 3, 4])
-    s2t.beam_search.lm._cache.clear()
+    s2t.beam_search.lm.clear_cache()
     first, _ = s2t.beam_search.lm.score(y, None, None)
-    s2t.beam_search.lm._cache.clear()
+    s2t.beam_search.lm.clear_cache()
     assert s2t.beam_search.lm.score(y, None, None)[0] == first
 
 
