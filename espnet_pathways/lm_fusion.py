@@ -24,7 +24,9 @@ the recipe's dense model, the search asked the LM 9,792 times about 2,243 distin
 prefixes.  ESPnet's search caches the prediction
 network's output by label sequence (``decoder.score_cache``) but not the LM's.  An RNN
 LM's answer for a prefix does not depend on anything else (its state is the one the same
-prefix produced), so the cache returns exactly what the LM would.
+prefix produced), so the cache returns exactly what the LM would
+(``benchmarks/bench_lm_fusion.py``: decoding with the recipe's LMs cost 1.28x the time
+without them, 2.03x without the cache).
 
 One LM per language (:class:`PerLanguageLMs`): an LM path with ``{lang}`` in it
 (``exp/lm_bpe80_{lang}/config.yaml``) names one LM per language, and the one of the
