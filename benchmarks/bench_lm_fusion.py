@@ -18,40 +18,32 @@ and distinct prefixes, and checks that the cached and uncached decodings are ide
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_streaming_rtf import add_decoding_args, every_kth_utterance  # noqa: E402
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--asr_train_config", required=True)
-    p.add_argument("--asr_model_file", required=True)
+    add_decoding_args(p, n=40)
     p.add_argument("--lm_train_config", required=True, help="may hold {lang}")
     p.add_argument("--lm_file", required=True, help="may hold {lang}")
     p.add_argument("--lm_weight", type=float, default=0.3)
     p.add_argument("--lm_token_bonus", type=float, default=0.6)
-    p.add_argument("--data", type=Path, required=True, help="dir with wav.scp and utt2lang")
-    p.add_argument("--n", type=int, default=40, help="utterances (every k-th of the set)")
-    p.add_argument("--decoding_window", type=int, default=640)
-    p.add_argument("--beam_size", type=int, default=4)
-    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    from espnet2.fileio.sound_scp import SoundScpReader
-
     from espnet_pathways.inference import PathwaySpeech2Text
-    from espnet_pathways.languages import read_utt2lang
     from espnet_pathways.lm_fusion import TokenBonusLM
 
-    reader = SoundScpReader(str(args.data / "wav.scp"), dtype="float32")
-    utt2lang = read_utt2lang(args.data / "utt2lang")
-    keys = list(reader.keys())
-    keys = keys[:: max(1, len(keys) // args.n)][: args.n]
+    reader, utt2lang, keys = every_kth_utterance(args.data, args.n)
     audio = {k: reader[k][1] for k in keys}
     seconds = sum(len(a) for a in audio.values()) / 16000
     common = dict(asr_train_config=args.asr_train_config, asr_model_file=args.asr_model_file,

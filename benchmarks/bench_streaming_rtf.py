@@ -18,29 +18,40 @@ from pathlib import Path
 import torch
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_decoding_args(p: argparse.ArgumentParser, n: int) -> None:
+    """The options the streaming benchmarks share: the model, the utterances, the search."""
     p.add_argument("--asr_train_config", required=True)
     p.add_argument("--asr_model_file", required=True)
-    p.add_argument("--pathway_masks", default=None)
     p.add_argument("--data", type=Path, required=True, help="dir with wav.scp and utt2lang")
-    p.add_argument("--n", type=int, default=100, help="utterances (every k-th of the set)")
+    p.add_argument("--n", type=int, default=n, help="utterances (every k-th of the set)")
     p.add_argument("--decoding_window", type=int, default=640)
     p.add_argument("--beam_size", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
+
+
+def every_kth_utterance(data: Path, n: int):
+    """(reader, utt2lang, keys): ``n`` utterances of ``data``, every k-th of its wav.scp."""
+    from espnet2.fileio.sound_scp import SoundScpReader
+
+    from espnet_pathways.languages import read_utt2lang
+
+    reader = SoundScpReader(str(data / "wav.scp"), dtype="float32")
+    keys = list(reader.keys())
+    return reader, read_utt2lang(data / "utt2lang"), keys[:: max(1, len(keys) // n)][:n]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_decoding_args(p, n=100)
+    p.add_argument("--pathway_masks", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    from espnet2.fileio.sound_scp import SoundScpReader
-
     from espnet_pathways.inference import PathwaySpeech2Text
-    from espnet_pathways.languages import read_utt2lang
 
-    reader = SoundScpReader(str(args.data / "wav.scp"), dtype="float32")
-    utt2lang = read_utt2lang(args.data / "utt2lang")
-    keys = list(reader.keys())
-    keys = sorted(keys[:: max(1, len(keys) // args.n)][: args.n], key=lambda k: (utt2lang[k], k))
+    reader, utt2lang, keys = every_kth_utterance(args.data, args.n)
+    keys = sorted(keys, key=lambda k: (utt2lang[k], k))
     s2t = PathwaySpeech2Text(asr_train_config=args.asr_train_config,
                              asr_model_file=args.asr_model_file, pathway_masks=args.pathway_masks,
                              streaming=True, decoding_window=args.decoding_window,

@@ -82,7 +82,7 @@ class PathwaySpeech2Text(Speech2Text):
         # LM, and set_language fuses the language's own (espnet_pathways.lm_fusion).
         per_language_lm = None
         if is_per_language(kwargs.get("lm_train_config")) or is_per_language(kwargs.get("lm_file")):
-            per_language_lm = (kwargs.pop("lm_train_config"), kwargs.pop("lm_file", None))
+            per_language_lm = (kwargs.pop("lm_train_config", None), kwargs.pop("lm_file", None))
         check_model_files(kwargs.get("lm_train_config"), kwargs.get("lm_file"), what="LM ")
         stored_int8 = int8_speech2text_kwargs(kwargs)  # None unless an int8 file
         try:
