@@ -195,6 +195,14 @@ def test_every_system_is_decoded_with_the_fusion_lm(recipe):
         want = {line.split(" ", 1)[1] for line in
                 (d / f"dump/raw/train_{lang}/text").read_text().splitlines()}
         assert {line.split(" ", 1)[1] for line in train} == want, lang
+        # its shapes: one collect_stats for all languages, split by the keys of its texts
+        shapes = (lm / "stats/train/text_shape.bpe").read_text().splitlines()
+        assert sorted(s.split()[0] for s in shapes) == sorted(t.split()[0] for t in train)
+        valid = (lm / "stats/valid/text_shape.bpe").read_text().splitlines()
+        assert {s.split()[0] for s in valid} == set(
+            (d / f"dump/raw/dev_{lang}/utt2lang").read_text().split()[::2]), lang
+        assert not (lm / "collect_stats.log").exists()
+    assert (d / "exp/lm_shared30_stats/collect_stats.log").is_file()
     assert not (d / "exp/lm_shared30").exists()
     for system in ("dense", "pathways_imp", "lsp_imp_nl"):
         log = (d / f"exp/asr_{system}/decode_streaming/test/logdir/decode.1.log").read_text()

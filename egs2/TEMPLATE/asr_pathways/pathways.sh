@@ -389,16 +389,44 @@ token_shapes() {
 # is never read.  Each LM is skipped when trained already on the same text, tokens and config.
 stage_lm() {
   if ! "$lm_per_language"; then
-    train_lm "$lm_exp" "${data_feats}/${train_set}" "${data_feats}/${valid_set}"; return
+    if ! lm_done "$lm_exp" "${data_feats}/${train_set}" "${data_feats}/${valid_set}"; then
+      lm_text "$lm_exp" "${data_feats}/${train_set}"
+      lm_shapes "$lm_exp" "${data_feats}/${valid_set}/${text_file}" "$lm_exp"
+      lm_fit "$lm_exp" "${data_feats}/${train_set}" "${data_feats}/${valid_set}"
+    fi
+    return
   fi
+  local l todo=() failed=()
+  for l in ${languages}; do
+    lm_done "${lm_exp}_${l}" "${data_feats}/${train_set}_${l}" "${data_feats}/${valid_set}_${l}" \
+      || { lm_text "${lm_exp}_${l}" "${data_feats}/${train_set}_${l}"; todo+=("$l"); }
+  done
+  [ ${#todo[@]} -eq 0 ] && return 0
+  # One collect_stats for the languages' LMs (an ESPnet process start costs as much CPU
+  # as a few epochs of these LMs), its shapes split by the keys of each language's texts.
+  local shared=${lm_exp}_stats
+  rm -rf "$shared"; mkdir -p "${shared}/data"
+  for l in "${todo[@]}"; do cat "${lm_exp}_${l}/data/train_text"; done | sort >"${shared}/data/train_text"
+  for l in "${todo[@]}"; do cat "${data_feats}/${valid_set}_${l}/${text_file}"; done \
+    | sort >"${shared}/data/valid_text"
+  lm_shapes "$shared" "${shared}/data/valid_text" "$shared"
+  for l in "${todo[@]}"; do
+    local s keys
+    for s in train valid; do
+      keys=$([ "$s" = train ] && echo "${lm_exp}_${l}/data/train_text" \
+                             || echo "${data_feats}/${valid_set}_${l}/${text_file}")
+      mkdir -p "${lm_exp}_${l}/stats/${s}"
+      awk 'NR == FNR { keep[$1] = 1; next } ($1 in keep)' "$keys" \
+        "${shared}/stats/${s}/text_shape.${token_type}" >"${lm_exp}_${l}/stats/${s}/text_shape.${token_type}"
+    done
+  done
   # On the CPU the languages' LMs train side by side, one thread each: they are small, and
   # their process starts (ESPnet's imports, one core each) are a good part of their time.
-  local l args failed=()
   local -A pid_of=()
-  for l in ${languages}; do
-    args=("${lm_exp}_${l}" "${data_feats}/${train_set}_${l}" "${data_feats}/${valid_set}_${l}")
-    if [ "$ngpu" -gt 0 ]; then train_lm "${args[@]}"; continue; fi
-    ( export OMP_NUM_THREADS=1; prefixed "lm_${l}" train_lm "${args[@]}" ) &
+  for l in "${todo[@]}"; do
+    local args=("${lm_exp}_${l}" "${data_feats}/${train_set}_${l}" "${data_feats}/${valid_set}_${l}")
+    if [ "$ngpu" -gt 0 ]; then lm_fit "${args[@]}"; continue; fi
+    ( export OMP_NUM_THREADS=1; prefixed "lm_${l}" lm_fit "${args[@]}" ) &
     pid_of[$l]=$!
   done
   for l in "${!pid_of[@]}"; do wait "${pid_of[$l]}" || failed+=("$l"); done
@@ -407,36 +435,58 @@ stage_lm() {
   exit 1
 }
 
-# train_lm DIR TRAIN_DATA VALID_DATA
-train_lm() {
-  local dir=$1 train=$2 valid=$3 sig
-  sig=$(cat "$lm_config" "${train}/${text_file}" "${valid}/${text_file}" "$token_list" | md5sum | cut -c1-32)
-  if [ -f "${dir}/.done" ] && [ "$(cat "${dir}/.done")" = "$sig" ]; then
-    log "LM: already trained with this config and text (${dir}); skipping"
-    echo "lm ${dir##*/}" >>"$reused_log"; return
-  fi
+# lm_signature TRAIN_DATA VALID_DATA: what an LM is trained from (config, texts, tokens)
+lm_signature() {
+  cat "$lm_config" "${1}/${text_file}" "${2}/${text_file}" "$token_list" | md5sum | cut -c1-32
+}
+
+# lm_done DIR TRAIN_DATA VALID_DATA: true (with a log line) when DIR holds an LM trained
+# on the same text, tokens and config
+lm_done() {
+  [ -f "${1}/.done" ] && [ "$(cat "${1}/.done")" = "$(lm_signature "$2" "$3")" ] || return 1
+  log "LM: already trained with this config and text (${1}); skipping"
+  echo "lm ${1##*/}" >>"$reused_log"
+}
+
+# lm_text DIR TRAIN_DATA: a fresh DIR with data/train_text, one utterance per distinct
+# sentence (the corpus speaks each with several voices)
+lm_text() {
+  local dir=$1 train=$2
   rm -rf "$dir"; mkdir -p "${dir}/data"
-  # one utterance per distinct sentence (the corpus speaks each with several voices)
   sort -k2 "${train}/${text_file}" \
     | awk '{ k = $1; $1 = ""; if (!(($0) in seen)) { seen[$0] = 1; print k $0 } }' \
     | sort >"${dir}/data/train_text"
+}
+
+# lm_shapes DIR VALID_TEXT OUT: ESPnet's collect_stats of the LM task on DIR/data/train_text
+# and VALID_TEXT -> OUT/stats/{train,valid}/text_shape.<token_type>
+lm_shapes() {
+  local dir=$1 valid_text=$2 out=$3
+  ${python} -m espnet2.bin.lm_train --collect_stats true $(lm_args) \
+    --train_data_path_and_name_and_type "${dir}/data/train_text,text,text" \
+    --valid_data_path_and_name_and_type "${valid_text},text,text" \
+    --train_shape_file "${dir}/data/train_text" --valid_shape_file "$valid_text" \
+    --output_dir "${out}/stats" >"${out}/collect_stats.log" 2>&1 \
+    || { tail -n 20 "${out}/collect_stats.log"; exit 1; }
+  token_shapes "${out}/stats"
+}
+
+lm_args() {
+  echo --use_preprocessor true ${token_args} --token_list "$token_list" \
+    --non_linguistic_symbols none --cleaner none --g2p none --ngpu "$ngpu" --config "$lm_config"
+}
+
+# lm_fit DIR TRAIN_DATA VALID_DATA: train the LM of DIR (lm_text and lm_shapes done)
+lm_fit() {
+  local dir=$1 train=$2 valid=$3
   log "LM: $(wc -l <"${dir}/data/train_text") distinct training sentences of ${train}, ${lm_config} -> ${dir} (log: ${dir}/train.log)"
-  local args=(--use_preprocessor true ${token_args} --token_list "$token_list"
-              --non_linguistic_symbols none --cleaner none --g2p none --ngpu "$ngpu"
-              --config "$lm_config"
-              --train_data_path_and_name_and_type "${dir}/data/train_text,text,text"
-              --valid_data_path_and_name_and_type "${valid}/${text_file},text,text")
-  ${python} -m espnet2.bin.lm_train --collect_stats true "${args[@]}" \
-    --train_shape_file "${dir}/data/train_text" \
-    --valid_shape_file "${valid}/${text_file}" \
-    --output_dir "${dir}/stats" >"${dir}/collect_stats.log" 2>&1 \
-    || { tail -n 20 "${dir}/collect_stats.log"; exit 1; }
-  token_shapes "${dir}/stats"
-  ${python} -m espnet2.bin.lm_train "${args[@]}" \
+  ${python} -m espnet2.bin.lm_train $(lm_args) \
+    --train_data_path_and_name_and_type "${dir}/data/train_text,text,text" \
+    --valid_data_path_and_name_and_type "${valid}/${text_file},text,text" \
     --train_shape_file "${dir}/stats/train/text_shape.${token_type}" \
     --valid_shape_file "${dir}/stats/valid/text_shape.${token_type}" \
     --output_dir "$dir" >"${dir}/train.log" 2>&1 || { tail -n 20 "${dir}/train.log"; exit 1; }
-  echo "$sig" >"${dir}/.done"
+  lm_signature "$train" "$valid" >"${dir}/.done"
 }
 
 # lm_dirs: the LM exp dirs stage 3 trains; lm_dir_arg: the one the decoder and packer take
