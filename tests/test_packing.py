@@ -309,7 +309,7 @@ def test_zip_with_an_lm_fuses_it_at_the_packed_weights(recipe, lm_zip, tmp_path,
     wav = tmp_path / "utt.wav"
     soundfile.write(wav, audio, 16000, subtype="FLOAT")
     args = ["--model", str(lm_zip), "--cachedir", str(tmp_path / "r"), "--lang", "it",
-            "--wav", str(wav), "--beam_size", "2"]
+            "--wav", str(wav), "--beam_size", "2", "--search_type", "default"]
     assert recognize.main(args + ["--use_lm", "false"]) == s2t_from(recipe).text(
         s2t_from(recipe)(audio, lang="it"))
     assert recognize.main(args + ["--lm_weight", "0.3"]) is not None
@@ -451,14 +451,19 @@ def _stream(s2t, audio):
 
 
 def test_recognize_wav_and_wav_scp(recipe, zips, tmp_path, capsys):
+    from espnet_pathways.bin.recognize import get_parser, load_from_args
     from espnet_pathways.bin.recognize import main as recognize
 
     wavs = {}
     for i, lang in enumerate(["it", "fr", "it"]):
         wavs[f"utt{i}"] = (tmp_path / f"utt{i}.wav", lang)
         soundfile.write(wavs[f"utt{i}"][0], speech(10 + i), 16000)
-    common = ["--model", str(zips["compact"]), "--cachedir", str(tmp_path / "cache"),
-              "--beam_size", "2", "--decoding_window", "320"]
+    model = ["--model", str(zips["compact"]), "--cachedir", str(tmp_path / "cache")]
+    # by default the recipe's search (conf/decode.yaml: mAES, 8 hypotheses)
+    s2t = load_from_args(get_parser().parse_args(model + ["--lang", "it", "--wav", "x.wav"]))
+    assert s2t.beam_search.search_algorithm.__name__ == "modified_adaptive_expansion_search"
+    assert s2t.beam_search.beam_size == 8
+    common = model + ["--beam_size", "2", "--decoding_window", "320", "--search_type", "default"]
     text = recognize(common + ["--lang", "it", "--wav", str(wavs["utt0"][0])])
     assert capsys.readouterr().out.strip() == text
     assert text == (results(s2t_from(recipe), speech(10), "it")[0][0] or "").strip()

@@ -223,7 +223,7 @@ def test_recognize_in_int8(recipe, export_it, tmp_path, capsys):  # noqa: F811
     text = in_dir(root, recognize, ["--asr_train_config", CFG, "--asr_model_file", MODEL,
                                     "--quantize_asr_model", "true", "--lang", "it",
                                     "--beam_size", "2", "--decoding_window", "320",
-                                    "--wav", str(wav)])
+                                    "--search_type", "default", "--wav", str(wav)])
     expected = s2t_from(recipe, streaming=False, quantize_asr_model=True)
     assert text == (results(expected, speech(11), "it")[0][0] or "").strip()
     # The shipped file: the int8 export packed with ESPnet's packer, decoded from the zip.
@@ -232,7 +232,7 @@ def test_recognize_in_int8(recipe, export_it, tmp_path, capsys):  # noqa: F811
     assert zip_path.stat().st_size < (root / MODEL).stat().st_size
     text_zip = recognize(["--model", str(zip_path), "--cachedir", str(tmp_path / "cache"),
                           "--lang", "it", "--beam_size", "2", "--decoding_window", "320",
-                          "--wav", str(wav)])
+                          "--search_type", "default", "--wav", str(wav)])
     assert text_zip == text
     capsys.readouterr()
 

@@ -32,6 +32,10 @@ from espnet2.utils.types import str2bool, str_or_none
 from espnet_pathways.bin._cli import run, setup_logging
 
 
+#: BeamSearchTransducer's search algorithms (espnet2/asr_transducer/beam_search_transducer.py)
+SEARCH_TYPES = ("default", "tsd", "alsd", "maes")
+
+
 def load_model(
     model: Optional[str] = None,
     asr_train_config: Optional[str] = None,
@@ -137,7 +141,11 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--streaming", type=str2bool, default=False)
     g.add_argument("--decoding_window", type=int, default=640, help="Chunk length in ms")
     g.add_argument("--left_context", type=int, default=32)
-    g.add_argument("--beam_size", type=int, default=4)
+    g.add_argument("--beam_size", type=int, default=8,
+                   help="Hypotheses kept (the recipe's conf/decode.yaml: 8)")
+    g.add_argument("--search_type", default="maes", choices=SEARCH_TYPES,
+                   help="ESPnet's BeamSearchTransducer search (the recipe's conf/decode.yaml: "
+                        "maes, chosen on dev: conf/tuning/dense_tuning.md, round 19)")
     g.add_argument("--nbest", type=int, default=1)
     g.add_argument("--ngpu", type=int, default=0)
     g.add_argument("--progress", type=str2bool, default=True)
@@ -173,14 +181,16 @@ def main(cmd: Optional[List[str]] = None) -> Union[str, Dict[str, str]]:
         return _recognize_list(args)
 
 
-def _load(args: argparse.Namespace):
+def load_from_args(args: argparse.Namespace):
+    """The recogniser :func:`main` decodes with, from its parsed arguments."""
     return load_model(
         model=args.model, asr_train_config=args.asr_train_config,
         asr_model_file=args.asr_model_file, cachedir=args.cachedir,
         use_lm=args.use_lm, lm_train_config=args.lm_train_config, lm_file=args.lm_file,
         lm_weight=args.lm_weight, lm_token_bonus=args.lm_token_bonus,
         pathway_masks=args.pathway_masks, device="cuda" if args.ngpu > 0 else "cpu",
-        beam_size=args.beam_size, nbest=args.nbest, streaming=args.streaming,
+        beam_size=args.beam_size, beam_search_config={"search_type": args.search_type},
+        nbest=args.nbest, streaming=args.streaming,
         decoding_window=args.decoding_window, left_context=args.left_context,
         quantize_asr_model=args.quantize_asr_model, quantize_modules=args.quantize_modules,
         quantize_dtype=args.quantize_dtype,
@@ -188,7 +198,7 @@ def _load(args: argparse.Namespace):
 
 
 def _recognize_one(args: argparse.Namespace) -> str:
-    s2t = _load(args)
+    s2t = load_from_args(args)
     text = recognize_file(s2t, args.wav, lang=args.lang)
     print(text)
     return text
@@ -200,7 +210,7 @@ def _recognize_list(args: argparse.Namespace) -> Dict[str, str]:
         from espnet_pathways.languages import read_utt2lang
 
         utt2lang = read_utt2lang(args.utt2lang)
-    s2t = _load(args)
+    s2t = load_from_args(args)
     texts = recognize_scp(s2t, args.wav_scp, args.output_dir, utt2lang=utt2lang,
                           lang=args.lang, nbest=args.nbest, progress=args.progress,
                           skip_bad=args.skip_bad)
