@@ -230,14 +230,18 @@ def lms_per_language(tmp_path):
     return tmp_path
 
 
-def test_each_language_is_decoded_with_its_own_lm(exp, lms_per_language):
+@pytest.mark.parametrize("search", ["default", "maes"])  # maes: conf/decode.yaml's
+def test_each_language_is_decoded_with_its_own_lm(exp, lms_per_language, search):
     """{lang} in the LM's paths: each utterance is decoded with its language's LM,
-    exactly as if that LM alone had been given."""
+    exactly as if that LM alone had been given, in either of ESPnet's searches."""
     d = lms_per_language
     audio = np.random.default_rng(5).standard_normal(24000).astype("float32") * 0.1
-    s2t = fused_speech2text(exp, d / "lm_{lang}")
+    kw = dict(beam_search_config={"search_type": search})
+    s2t = fused_speech2text(exp, d / "lm_{lang}", **kw)
+    assert s2t.beam_search.search_algorithm.__name__ == (
+        "modified_adaptive_expansion_search" if search == "maes" else "default_beam_search")
     for lang in ("it", "en", "it"):
-        alone = fused_speech2text(exp, d / f"lm_{lang}")
+        alone = fused_speech2text(exp, d / f"lm_{lang}", **kw)
         got = s2t.decode_streaming_utterance(audio, lang=lang)
         want = alone.decode_streaming_utterance(audio, lang=lang)
         assert [(h.yseq, h.score) for h in got] == [(h.yseq, h.score) for h in want], lang
